@@ -1,0 +1,1 @@
+"""Services: plain-Python business logic (no reflex imports)."""

@@ -1,0 +1,61 @@
+"""Typed, user-facing errors and secret redaction shared by every service."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from enum import Enum
+
+
+class ErrorKind(str, Enum):
+    """What went wrong, so callers (UI, runner) can react without parsing messages."""
+
+    CONFIG = "config"                  # missing or invalid configuration
+    DATABASE = "database"              # database unreachable or misbehaving
+    BINARY = "binary"                  # stackql binary missing or cannot be provisioned
+    QUERY = "query"                    # stackql reported an error for the query
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    VALIDATION = "validation"          # bad user input
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"              # duplicate name, target in use, concurrent run
+    PERMISSION = "permission"          # not allowed (role, secret ACL, API 403)
+    AUTH = "auth"                      # credentials missing or rejected
+    RATE_LIMIT = "rate_limit"
+    UPSTREAM = "upstream"              # a remote API failed (5xx, overloaded, cut stream)
+    SCHEMA = "schema"                  # a result no longer fits its inventory table
+    INTERNAL = "internal"
+
+
+class UserFacingError(Exception):
+    """An error whose message is written for the person using the app.
+
+    The message says what happened and what to do next; it never carries a secret value.
+    """
+
+    def __init__(self, message: str, kind: ErrorKind = ErrorKind.INTERNAL, *, detail: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+        # Extra technical text (e.g. stackql's stderr), already redacted, shown on demand.
+        self.detail = detail
+
+    def __repr__(self) -> str:
+        return f"UserFacingError({self.kind.value}: {self.message!r})"
+
+
+REDACTED = "[REDACTED]"
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """Replace every occurrence of each secret value (len >= 4) in `text` with a marker.
+
+    Longer secrets are replaced first so a secret containing another is fully hidden.
+    """
+    if not text:
+        return text
+    values = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+    if not values:
+        return text
+    pattern = re.compile("|".join(re.escape(v) for v in values))
+    return pattern.sub(REDACTED, text)
