@@ -1,0 +1,44 @@
+"""Display formatting shared by pages (pure functions, no reflex)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+
+def timestamp(dt: datetime | None, *, tz: timezone | None = None) -> str:
+    """`2026-11-26 17:41 UTC`, or '' for None."""
+    if dt is None:
+        return ""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(tz or timezone.utc).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def size(num_bytes: int) -> str:
+    """Human-readable byte count (1024-based)."""
+    value = float(num_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{num_bytes} B"
+
+
+def count(n: int | None) -> str:
+    """Thousands separators; '' for None."""
+    return "" if n is None else f"{n:,}"
+
+
+def duration(seconds: float | None) -> str:
+    """`850 ms`, `12.3 s`, `4 m 05 s`."""
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} m {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} m"

@@ -1,0 +1,1 @@
+"""Pages: one module per page, each with its own substate."""

@@ -1,0 +1,7 @@
+"""Route strings of every page (one place, so links and tests agree)."""
+
+HOME = "/"
+IDE = "/ide"
+SCHEDULES = "/schedules"
+INVENTORY = "/inventory"
+PROVIDERS = "/providers"

@@ -1,0 +1,1 @@
+"""Test support: real PostgreSQL, the app server, and helpers shared by test modules."""
