@@ -444,19 +444,24 @@ def _descriptor_options() -> Options:
     return Options(locale_code="en_US", use_24hour_time_format=True)
 
 
+def _compact(values: list[int]) -> str:
+    """Sorted values as cron text, runs of three or more as ranges: [1, 2, 3, 5] → `1-3,5`."""
+    runs: list[list[int]] = []
+    for value in values:
+        if runs and value == runs[-1][-1] + 1:
+            runs[-1].append(value)
+        else:
+            runs.append([value])
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ",".join(map(str, r)) for r in runs)
+
+
 def _weekdays_text(weekdays: frozenset[int]) -> str:
     if len(weekdays) == 7:
         return "*"
     days = sorted(weekdays)
     if {0, 6} <= weekdays and 1 not in weekdays and (5 in weekdays or len(weekdays) == 2):
         days = days[1:] + [7]  # "Friday through Sunday" reads better than "Sunday, Friday, Saturday"
-    runs: list[list[int]] = []
-    for day in days:
-        if runs and day == runs[-1][-1] + 1:
-            runs[-1].append(day)
-        else:
-            runs.append([day])
-    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ",".join(map(str, r)) for r in runs)
+    return _compact(days)
 
 
 def describe(expr: str) -> str:
@@ -465,12 +470,19 @@ def describe(expr: str) -> str:
     Raises UserFacingError(VALIDATION) for invalid input; never raises for valid input.
     """
     spec = parse(expr)
-    minute, hour, dom, month, _ = spec.fields
-    text = f"{minute} {hour} {dom} {month} {_weekdays_text(spec.weekdays)}"
-    try:
-        return ExpressionDescriptor(text, _descriptor_options()).get_description()
-    except Exception:  # a cron_descriptor gap must not break the schedule form
-        return f"Cron schedule `{spec.unix}`"
+    sets = (spec.minutes, spec.hours, spec.days, spec.months)
+    full = [len(values) == size for values, size in zip(sets, (60, 24, 31, 12))]
+    # The user's own forms read best; cron_descriptor fails on some mixes (`*` or a step inside a
+    # list), so those fall back to the plain values.
+    as_written = ["*" if f else text for f, text in zip(full, spec.fields)]
+    as_values = ["*" if f else _compact(sorted(values)) for f, values in zip(full, sets)]
+    for fields in (as_written, as_values):
+        try:
+            text = " ".join([*fields, _weekdays_text(spec.weekdays)])
+            return ExpressionDescriptor(text, _descriptor_options()).get_description()
+        except Exception:  # a cron_descriptor gap must not break the schedule form
+            continue
+    return f"Cron schedule `{spec.unix}`"
 
 
 # --- fire times ----------------------------------------------------------------------------------
