@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -390,6 +391,48 @@ def test_quartz_fires_exactly_when_unix_does(unix):
     assert total > 0, f"{unix} never fired in the windows; pick another case"
 
 
+def _random_field(rng: random.Random, low: int, high: int, names: tuple[str, ...] = ()) -> str:
+    def value() -> str:
+        return rng.choice(names) if names and rng.random() < 0.3 else str(rng.randint(low, high))
+
+    step_top = 6 if (low, high) == (0, 7) else high  # day-of-week steps run over 0-6
+    items = []
+    for _ in range(rng.choice((1, 1, 1, 2, 3))):
+        a, b = sorted(rng.sample(range(low, high + 1), 2))
+        items.append(rng.choice((
+            "*", f"*/{rng.randint(1, step_top - low)}", value(), f"{a}-{b}", f"{a}-{b}/{rng.randint(1, 5)}",
+            f"{rng.randint(low, step_top)}/{rng.randint(1, 5)}",
+        )))
+    return ",".join(items)
+
+
+def _random_cron(seed: int) -> str:
+    rng = random.Random(seed)
+    return " ".join((
+        str(rng.randint(0, 59)) if rng.random() < 0.5 else _random_field(rng, 0, 59),
+        _random_field(rng, 0, 23),
+        _random_field(rng, 1, 31) if rng.random() < 0.4 else "*",
+        _random_field(rng, 1, 12, ("JAN", "MAR", "DEC")) if rng.random() < 0.4 else "*",
+        _random_field(rng, 0, 7, ("MON", "FRI", "SUN")) if rng.random() < 0.5 else "*",
+    ))
+
+
+@pytest.mark.parametrize("seed", range(150))
+def test_random_crons_convert_and_describe(seed):
+    unix = _random_cron(seed)
+    try:
+        quartz = cron.to_quartz(unix)
+    except UserFacingError as error:  # only for rules with their own table above
+        assert error.kind is ErrorKind.VALIDATION
+        assert any(words in error.message for words in ("never occurs", "sets both day-of-month"))
+        return
+    assert cron.quartz_is_valid(quartz), (unix, quartz)
+    start = WINDOWS[seed % len(WINDOWS)]
+    end = start + timedelta(weeks=3)
+    assert _quartz_fire_times(quartz, start, end) == _unix_fire_times(unix, start, end), (unix, quartz)
+    assert not cron.describe(unix).startswith("Cron schedule"), unix
+
+
 # --- descriptions --------------------------------------------------------------------------------
 
 DESCRIPTIONS = [
@@ -418,6 +461,9 @@ DESCRIPTIONS = [
     ("@monthly", "At 00:00, on day 1 of the month"),
     ("@yearly", "At 00:00, on day 1 of the month, only in January"),
     ("0 0 1 * 1", "At 00:00, on day 1 of the month, or on Monday"),
+    # forms cron_descriptor cannot read directly: `*` or steps inside a list
+    ("*,37-39 5 * * *", "Every minute, between 05:00 and 05:59"),
+    ("47 */17,1/11 */23 * *", "At 00:47, 01:47, 12:47, 17:47 and 23:47, on day 1 and 24 of the month"),
 ]
 
 
