@@ -1,4 +1,4 @@
-"""Tests for services/cron.py: parsing, Unix→Quartz, previews, fire times across DST, and scheduling decisions."""
+"""Tests for services/cron.py: parsing, Unix→Quartz, previews, fire times across DST, due checks."""
 
 from __future__ import annotations
 
@@ -148,7 +148,8 @@ REJECTED = [
     ("@reboot", "`@reboot` is not supported"),
     ("@fortnightly", "Unknown macro `@fortnightly`"),
     ("@every 5m", "Unknown macro"),
-    ("* * * *", "needs 5 fields (minute hour day-of-month month day-of-week); got 4. Example: `*/15 * * * *`"),
+    ("* * * *", ("Cron needs 5 fields (minute hour day-of-month month day-of-week); got 4. "
+                 "Example: `*/15 * * * *`.")),
     ("*", "got 1"),
     ("* * * * * *", "got 6"),
     ("0 0 12 * * ?", "Quartz expression with a seconds field"),
@@ -480,7 +481,9 @@ def test_describe_every_valid_expression(expr):
 
 # --- time zones ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Etc/GMT+5", "Australia/Lord_Howe"])
+@pytest.mark.parametrize(
+    "name", ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Etc/GMT+5", "Australia/Lord_Howe"]
+)
 def test_to_zone_accepts_iana_names(name):
     assert cron.to_zone(name) == ZoneInfo(name)
     cron.validate("0 9 * * 1-5", name)
@@ -491,7 +494,8 @@ def test_to_zone_accepts_iana_names(name):
     [
         ("", "Time zone is empty. Pick an IANA name such as `UTC` or `Europe/Berlin`."),
         ("  ", "Time zone is empty"),
-        ("europe/berlin", "Unknown time zone `europe/berlin`. Use an IANA name such as `UTC` or `Europe/Berlin`. Did you mean `Europe/Berlin`?"),
+        ("europe/berlin", ("Unknown time zone `europe/berlin`. Use an IANA name such as `UTC` or "
+                           "`Europe/Berlin`. Did you mean `Europe/Berlin`?")),
         ("Europe/Berln", "Did you mean `Europe/Berlin`?"),
         ("Europe/Berlin ", "Did you mean `Europe/Berlin`?"),
         ("America/New York", "Did you mean `America/New_York`?"),
@@ -598,8 +602,11 @@ DST_CRONS = [
 ]
 
 
-def _policy_fire_times(expr: str, zone: ZoneInfo, start: datetime, end: datetime, elapsed: bool) -> list[datetime]:
-    walls = set(_unix_fire_times(expr, (start - timedelta(days=1)).replace(tzinfo=None), end.replace(tzinfo=None) + timedelta(days=1)))
+def _policy_fire_times(
+    expr: str, zone: ZoneInfo, start: datetime, end: datetime, elapsed: bool
+) -> list[datetime]:
+    day = timedelta(days=1)
+    walls = set(_unix_fire_times(expr, start.replace(tzinfo=None) - day, end.replace(tzinfo=None) + day))
     fires, seen, previous_wall = [], set(), None
     t = start + timedelta(minutes=1)
     while t < end:

@@ -1,4 +1,4 @@
-"""Cron schedules: parse Unix cron, convert it to Quartz for Databricks, describe it, and compute fire times."""
+"""Cron schedules: parse Unix cron, convert it to Quartz for Databricks, describe it, compute fire times."""
 
 from __future__ import annotations
 
@@ -183,7 +183,9 @@ def _parse_item(item: str, field: _Field) -> tuple[str, set[int]]:
     step = None
     if step_tok is not None:
         if not _is_number(step_tok):
-            raise _invalid(f"Step `/{step_tok}` in the {field.name} field must be a whole number, e.g. `*/5`.")
+            raise _invalid(
+                f"Step `/{step_tok}` in the {field.name} field must be a whole number, e.g. `*/5`."
+            )
         step = int(step_tok)
         span = field.step_high - field.low
         if not 1 <= step <= span:
@@ -530,14 +532,17 @@ def _wall_to_instants(wall: datetime, zone: ZoneInfo, elapsed: bool) -> list[dat
     return [first, second] if elapsed and second != first else [first]
 
 
-def _fire_times(spec: CronSpec, zone: ZoneInfo, start: datetime, *, backwards: bool = False) -> Iterator[datetime]:
+def _fire_times(
+    spec: CronSpec, zone: ZoneInfo, start: datetime, *, backwards: bool = False
+) -> Iterator[datetime]:
     """Fire times strictly after (or before) the UTC instant `start`, in order, as UTC datetimes."""
     elapsed = len(spec.hours) == 24
     direction = -1 if backwards else 1
     # An instant just after `start` can carry an earlier wall time when clocks fall back within
     # reach, so start enumerating walls a fold earlier (later, going backwards).
-    near = start + direction * _FOLD_MARGIN
-    margin = _FOLD_MARGIN if near.astimezone(zone).utcoffset() != start.astimezone(zone).utcoffset() else timedelta(0)
+    offset_changes = (start + direction * _FOLD_MARGIN).astimezone(zone).utcoffset() != (
+        start.astimezone(zone).utcoffset())
+    margin = _FOLD_MARGIN if offset_changes else timedelta(0)
     walls = croniter(_croniter_expr(spec), start.astimezone(zone).replace(tzinfo=None) - direction * margin)
     step = walls.get_prev if backwards else walls.get_next
     # Instants of a fall-back's repeated hour arrive out of order; hold them in a heap (keyed by
