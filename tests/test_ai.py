@@ -9,6 +9,7 @@ import socket
 import time
 from dataclasses import dataclass
 
+import anthropic
 import pytest
 from pydantic import SecretStr
 
@@ -212,6 +213,27 @@ def test_key_is_resolved_once_per_request_from_sync_or_async_provider(fake, prov
     assert [r.api_key for r in fake.message_requests] == [KEY, KEY]
 
 
+def test_key_provider_may_return_a_secret_str(fake):
+    fake.enqueue(Reply.text(["ok"]))
+    assert isinstance(collect(ask("q"), settings_for(fake), key=lambda: SecretStr(KEY))[-1], AnswerDone)
+    assert fake.last_request.api_key == KEY
+
+
+def test_client_factory_receives_the_key_and_builds_the_client(fake):
+    keys = []
+
+    def factory(key: str) -> anthropic.AsyncAnthropic:
+        keys.append(key)
+        return anthropic.AsyncAnthropic(api_key=key, base_url=fake.base_url, max_retries=0,
+                                        default_headers={"x-app": "stackql-inventory"})
+
+    fake.enqueue(Reply.text(["ok"]))
+    events = collect(ask("q"), settings_for(base_url="http://127.0.0.1:9"), client_factory=factory)
+    assert isinstance(events[-1], AnswerDone)
+    assert keys == [KEY]
+    assert fake.last_request.headers["x-app"] == "stackql-inventory"
+
+
 @pytest.mark.parametrize(
     ("secret", "env_key", "expected"),
     [
@@ -268,6 +290,7 @@ def test_no_key_says_exactly_what_to_set_and_sends_nothing(fake, missing):
          False, None),
         (Reply.rate_limited(17), ErrorKind.RATE_LIMIT, "Retry in 17 seconds", True, 17.0),
         (Reply.rate_limited(2.2), ErrorKind.RATE_LIMIT, "Retry in 3 seconds", True, 2.2),
+        (Reply.rate_limited(0.5), ErrorKind.RATE_LIMIT, "Retry in 1 second.", True, 0.5),
         (Reply.error(429), ErrorKind.RATE_LIMIT, "Retry in a minute", True, None),
         (Reply.overloaded(), ErrorKind.UPSTREAM, "Anthropic is overloaded; retry in a minute", True, None),
         (Reply.api_error(), ErrorKind.UPSTREAM, "internal error", True, None),
@@ -586,6 +609,8 @@ def test_explain_prompt_is_grounded_in_its_query(catalog):
         ("~~~stackql\nDESCRIBE aws.ec2.instances\n~~~", [SqlBlock("DESCRIBE aws.ec2.instances", "stackql", True)]),
         ("````sql\nSELECT '```' AS fence\n````", [SqlBlock("SELECT '```' AS fence", "sql", True)]),
         ("  ```sql title=\"q\"\n  SELECT 2\n  ```", [SqlBlock("SELECT 2", "sql", True)]),
+        ("1. First:\n    ```sql\n    SELECT a\n      FROM b\n    ```\n2. Done",
+         [SqlBlock("SELECT a\n  FROM b", "sql", True)]),
         ("```sql\n```\n", []),
     ],
 )
@@ -623,8 +648,11 @@ def answer(*queries: str) -> str:
         (answer("SELECT v.vpcId FROM aws.ec2.vpcs v JOIN aws.ec2.instances i ON i.region = v.region "
                 "WHERE v.region = 'r'"), []),
         (answer("DELETE FROM aws.ec2.instances WHERE region = 'r'"),
-         [ValidationNote("aws.ec2.instances", "DELETE changes cloud resources or the engine; the assistant should "
-                                              "only write read-only queries. Don't run it unless you mean to.", 0)]),
+         [ValidationNote("aws.ec2.instances", "DELETE changes cloud resources; the assistant should only write "
+                                              "read-only queries. Don't run it unless you mean to.", 0)]),
+        (answer("(SELECT * FROM aws.ec2.instances)"),
+         [ValidationNote("aws.ec2.instances", "required parameter missing from WHERE: region", 0)]),
+        (answer("REGISTRY PULL azure"), []),
         ("```sql\nSELECT * FROM aws.ec2.instances WHERE region = 'r'",
          [ValidationNote("", "this SQL block is not closed; the answer may have been cut off", 0)]),
         ("No SQL at all.", []),

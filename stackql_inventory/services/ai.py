@@ -6,14 +6,16 @@ import inspect
 import logging
 import math
 import re
+import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Literal
 
 import anthropic
 import anyio.to_thread
 import httpx2  # the HTTP library under anthropic 2.x; a cut stream raises its errors, not anthropic's
+from pydantic import SecretStr
 
 from stackql_inventory.config import Settings, get_settings
 from stackql_inventory.services.ai_prompts import (
@@ -131,7 +133,8 @@ def build_request(mode: ChatMode, history: Sequence[ChatMessage], *, catalog: Ca
 
 # --- SQL in answers ------------------------------------------------------------------------------
 SQL_LANGUAGES = frozenset({"sql", "stackql", "iql"})
-_FENCE_OPEN = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})[ \t]*([^\s`]*)[^\n`]*$")
+# Any indentation: models often nest fences in list items, where CommonMark allows it.
+_FENCE_OPEN = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([^\s`]*)[^\n`]*$")
 _STATEMENT_START = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC)\b", re.IGNORECASE)
 
 
@@ -160,7 +163,7 @@ def extract_sql_blocks(text: str) -> list[SqlBlock]:
             i += 1
             continue
         fence, language = opening.group(1), opening.group(2).lower()
-        closing = re.compile(rf"^[ \t]{{0,3}}{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$")
+        closing = re.compile(rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$")
         body: list[str] = []
         i += 1
         while i < len(lines) and not closing.match(lines[i]):
@@ -168,7 +171,7 @@ def extract_sql_blocks(text: str) -> list[SqlBlock]:
             i += 1
         terminated = i < len(lines)
         i += 1
-        sql = "\n".join(body).strip()
+        sql = textwrap.dedent("\n".join(body)).strip()
         if sql and (language in SQL_LANGUAGES or (not language and _STATEMENT_START.match(sql))):
             blocks.append(SqlBlock(sql=sql, language=language, terminated=terminated))
     return blocks
@@ -184,7 +187,7 @@ class ValidationNote:
 
 
 _NOISE = re.compile(r"'(?:[^']|'')*(?:'|$)|--[^\n]*|/\*.*?(?:\*/|$)", re.DOTALL)
-_MUTATING = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE", "EXEC", "CREATE", "DROP", "ALTER", "REGISTRY"})
+_MUTATING = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE", "EXEC", "CREATE", "DROP", "ALTER"})
 _READS = frozenset({"SELECT", "WITH"})
 
 
@@ -199,23 +202,25 @@ def _binds(param: str, clause: str) -> bool:
     return re.search(pattern, clause, re.IGNORECASE) is not None
 
 
-def validate_sql(sql: str, catalog: CatalogView | None, *, block: int = 0,
-                 lookup: CatalogLookup | None = None) -> list[ValidationNote]:
+def validate_sql(sql: str, catalog: CatalogView | None, *, block: int = 0) -> list[ValidationNote]:
     """Check one SQL text against the catalog: resources exist, required WHERE parameters are bound.
 
     A heuristic, not a parser: a parameter counts as bound when `param =` or `param IN` appears
     after FROM. Statements that change resources are flagged, since the assistant writes SELECTs.
     """
-    lookup = lookup or CatalogLookup(catalog)
+    return _check_sql(sql, CatalogLookup(catalog), block)
+
+
+def _check_sql(sql: str, lookup: CatalogLookup, block: int) -> list[ValidationNote]:
     notes: list[ValidationNote] = []
     for statement in _without_literals(sql).split(";"):
         if not statement.strip():
             continue
-        verb = statement.split(None, 1)[0].upper()
+        verb = re.match(r"\W*(\w*)", statement).group(1).upper()
         names = resource_names(statement)
         if verb in _MUTATING:
             notes.append(ValidationNote(names[0] if names else "",
-                                        f"{verb} changes cloud resources or the engine; the assistant should "
+                                        f"{verb} changes cloud resources; the assistant should "
                                         "only write read-only queries. Don't run it unless you mean to.", block))
         after_from = re.split(r"\bFROM\b", statement, maxsplit=1, flags=re.IGNORECASE)[-1]
         for fqn in names:
@@ -245,7 +250,7 @@ def validate_answer(text: str, catalog: CatalogView | None) -> list[ValidationNo
         if not block.terminated:
             notes.append(ValidationNote("", "this SQL block is not closed; the answer may have been cut off",
                                         index))
-        notes += validate_sql(block.sql, catalog, block=index, lookup=lookup)
+        notes += _check_sql(block.sql, lookup, index)
     for problem in dict.fromkeys(lookup.problems):
         notes.append(ValidationNote("", f"not checked against the catalog: {problem}", -1))
     return notes
@@ -299,10 +304,11 @@ class AnswerFailed:
     partial_text: str = ""
     retryable: bool = False              # True when sending the same request again may work
     retry_after_s: float | None = None   # what a 429 asked to wait
-    incomplete: bool = field(init=False)  # True when some text arrived before the failure
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "incomplete", bool(self.partial_text))
+    @property
+    def incomplete(self) -> bool:
+        """True when part of an answer arrived before the failure (show it, marked, with Retry)."""
+        return bool(self.partial_text)
 
     @property
     def message(self) -> str:
@@ -316,7 +322,8 @@ class AnswerFailed:
 
 
 StreamEvent = TextDelta | AnswerDone | AnswerFailed
-KeyProvider = Callable[[], str | None | Awaitable[str | None]]
+# Returns the key (str or SecretStr), or None when none is configured; may be async.
+KeyProvider = Callable[[], str | SecretStr | None | Awaitable[str | SecretStr | None]]
 ClientFactory = Callable[[str], anthropic.AsyncAnthropic]
 
 
@@ -356,6 +363,8 @@ async def _open_client(api_key_provider: KeyProvider, settings: Settings, client
         key = await anyio.to_thread.run_sync(api_key_provider)
         if inspect.isawaitable(key):
             key = await key
+    if isinstance(key, SecretStr):
+        key = key.get_secret_value()
     if not key or not key.strip():
         raise _no_key_error(settings)
     if client_factory is not None:
@@ -420,7 +429,7 @@ async def stream_answer(request: ChatRequest, *, api_key_provider: KeyProvider, 
             failure = _cut_failure("".join(parts), type(e).__name__)
         else:
             failure = AnswerFailed(UserFacingError(
-                f"Could not reach the Anthropic API at {_safe_url(settings.anthropic_base_url)}. Check the "
+                f"Could not reach the Anthropic API at {_safe_url(str(client.base_url))}. Check the "
                 "network and ANTHROPIC_BASE_URL, then retry.", ErrorKind.UPSTREAM, detail=type(e).__name__),
                 retryable=True)
     yield _finish_failed(request, settings, failure, secrets=(client.api_key,))
@@ -442,9 +451,9 @@ def _finish_failed(request: ChatRequest, settings: Settings, failure: AnswerFail
     return replace(failure, error=clean)
 
 
-def _safe_url(url: str | None) -> str:
-    """The API URL without any user:password part."""
-    return re.sub(r"//[^/@]*@", "//", url or "https://api.anthropic.com")
+def _safe_url(url: str) -> str:
+    """The API URL without any user:password part or trailing slash."""
+    return re.sub(r"//[^/@]*@", "//", url).rstrip("/")
 
 
 _TYPE_BY_STATUS = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
@@ -490,7 +499,8 @@ def _status_failure(error: anthropic.APIStatusError, settings: Settings, partial
                       "balance, then retry.", ErrorKind.CONFIG)
     if error_type == "rate_limit_error":
         wait = _retry_after(error.response)
-        when = f"in {math.ceil(wait)} seconds" if wait is not None else "in a minute"
+        seconds = max(1, math.ceil(wait)) if wait is not None else None
+        when = f"in {seconds} second{'s' if seconds != 1 else ''}" if seconds else "in a minute"
         return failed(f"Anthropic's rate limit was reached. Retry {when}.", ErrorKind.RATE_LIMIT,
                       retryable=True, retry_after=wait)
     if error_type == "overloaded_error":
