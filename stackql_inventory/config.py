@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     databricks_client_secret: SecretStr | None = Field(
         None, validation_alias=_env("DATABRICKS_CLIENT_SECRET")
     )
+    # How long the SDK keeps retrying throttled (429/503) or unreachable calls; its own default is 300 s,
+    # far too long for a page waiting on the answer.
+    databricks_retry_timeout_s: int = Field(
+        60, ge=1, validation_alias=_env("STACKQL_INVENTORY_DATABRICKS_RETRY_TIMEOUT")
+    )
     databricks_app_name: str | None = Field(None, validation_alias=_env("DATABRICKS_APP_NAME"))
     databricks_app_port: int | None = Field(None, validation_alias=_env("DATABRICKS_APP_PORT"))
     port: int | None = Field(None, validation_alias=_env("PORT"))
