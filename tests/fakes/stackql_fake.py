@@ -439,6 +439,8 @@ class Result:
         except sqlite3.OperationalError as e:
             if self._session is not None and self._session.cancel_event.is_set():
                 raise Cancelled()
+            if "user-defined function raised exception" in str(e):
+                raise QueryError(SYNTHETIC_FAILURE)
             raise QueryError(str(e))
         finally:
             cur.close()
@@ -504,6 +506,13 @@ def _split_part(s, delim, n):
         return ""
 
 
+def _fail(i):
+    raise RuntimeError("synthetic failure at row %s" % i)
+
+
+SYNTHETIC_FAILURE = 'http response status code: 503, response body: {"message":"synthetic failure while paging"}'
+
+
 class Session:
     """One query context (a process for exec, a connection for srv) with its own SQLite database."""
 
@@ -513,6 +522,7 @@ class Session:
         self.command = command
         self.db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
         self.db.create_function("split_part", 3, _split_part)
+        self.db.create_function("fake_fail", 1, _fail)
         self.static_tables = set()
         self.cancel_event = threading.Event()
 
@@ -704,6 +714,8 @@ class Session:
         except sqlite3.Error as e:
             if self.cancel_event.is_set():
                 raise Cancelled()
+            if "user-defined function raised exception" in str(e):
+                raise QueryError(SYNTHETIC_FAILURE)
             raise QueryError(self._sqlite_message(e, stmt))
         return Result(columns=names, db=self.db, sql=sql, session=self, tag="SELECT")
 
@@ -738,9 +750,10 @@ class Session:
     def _gen_bulk(self, fqn, values):
         count = self._int_param(values, "count")
         seed = self._int_param(values, "seed", 0, -(2 ** 31), 2 ** 31)
+        fail_at = self._int_param(values, "fail_at", -1, -1)
         self._temp(fqn, """CREATE TEMP VIEW %s AS WITH RECURSIVE seq(i) AS (
   SELECT 0 WHERE %d > 0 UNION ALL SELECT i + 1 FROM seq WHERE i + 1 < %d)
-SELECT printf('item-%%07d', i) AS item_id,
+SELECT CASE WHEN %d >= 0 AND i >= %d THEN fake_fail(i) ELSE printf('item-%%07d', i) END AS item_id,
   'Item ' || i || ' ' || char(65 + ((i + %d) %% 26)) AS name,
   CASE (i + %d) %% 4 WHEN 0 THEN 'compute' WHEN 1 THEN 'storage' WHEN 2 THEN 'network' ELSE 'database' END AS category,
   (i * 7919 + %d * 104729 + 13) %% 1000 AS quantity,
@@ -752,8 +765,9 @@ SELECT printf('item-%%07d', i) AS item_id,
   strftime('%%Y-%%m-%%dT%%H:%%M:%%SZ', 1700000000 + i * 37 + 86400 + (i %% 7) * 3600, 'unixepoch') AS updated_at,
   json_object('zone', 'zone-' || (i %% 3), 'rank', i %% 100, 'labels', json_array('a', 'b' || (i %% 2))) AS attributes,
   json_array('t' || (i %% 7), 't' || (i %% 11)) AS tags,
-  CAST(%d AS INTEGER) AS count, CAST(%d AS INTEGER) AS seed
-FROM seq""" % (_quote_ident(fqn), count, count, seed, seed, seed, seed, seed, seed, count, seed))
+  CAST(%d AS INTEGER) AS count, CAST(%d AS INTEGER) AS seed, CAST(%s AS INTEGER) AS fail_at
+FROM seq""" % (_quote_ident(fqn), count, count, fail_at, fail_at, seed, seed, seed, seed, seed, seed, count, seed,
+               fail_at if fail_at >= 0 else "NULL"))
 
     def _gen_sleep(self, fqn, values):
         raw = values["seconds"][0]
@@ -1067,6 +1081,8 @@ def run_srv(flags, auth):
                     self.sock.sendall(b"N")
                     continue
                 if code == 80877102:  # CancelRequest
+                    if os.environ.get("FAKE_STACKQL_IGNORE_CANCEL") == "1":
+                        return False  # test hook: a server that ignores cancel requests
                     pid, secret = struct.unpack("!ii", body[4:12])
                     with _Backends.lock:
                         target = _Backends.by_key.get((pid, secret))
