@@ -260,3 +260,10 @@ def get_catalog() -> Catalog:
                 limits = engine.QueryLimits(row_limit=None, timeout_s=60.0)
                 _default = Catalog(lambda q: engine.run(q, None, limits, mode=engine.Mode.INTERACTIVE))
     return _default
+
+
+def reset() -> None:
+    """Forget the process-wide catalog (after a settings change, and in tests)."""
+    global _default
+    with _default_lock:
+        _default = None

@@ -95,7 +95,7 @@ class QueryResult:
 # ============================================================================ values and dtypes
 
 _INT_RE = re.compile(r"-?(0|[1-9]\d{0,17})")
-_FLOAT_RE = re.compile(r"-?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
+_DECIMAL_RE = re.compile(r"-?(0|[1-9]\d*)(\.\d+([eE][+-]?\d+)?|[eE][+-]?\d+)")
 _TS_RE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?")
 _BOOLS = {"true": True, "false": False}
 
@@ -111,7 +111,7 @@ def _typed_series(values: tuple[str | None, ...]) -> Any:
     present = [v for v in values if v is not None]
     if present and _all_match(present, _INT_RE.fullmatch):
         return pd.Series([None if v is None else int(v) for v in values], dtype="Int64")
-    if present and _all_match(present, _FLOAT_RE.fullmatch):
+    if present and _all_match(present, lambda v: _INT_RE.fullmatch(v) or _DECIMAL_RE.fullmatch(v)):
         return pd.Series([None if v is None else float(v) for v in values], dtype="Float64")
     if present and _all_match(present, lambda v: v.lower() in _BOOLS):
         return pd.Series([None if v is None else _BOOLS[v.lower()] for v in values], dtype="boolean")
@@ -324,7 +324,7 @@ def _secret_values(provider_env: Mapping[str, str] | None) -> list[str]:
                 stack.extend(node)
             elif isinstance(node, str) and len(node) >= 8:
                 found.append(node)
-                found.extend(part for part in node.split("\\n") if len(part) >= 12)
+                found.extend(part.strip() for part in re.split(r"\\n|\n", node) if len(part.strip()) >= 12)
     return found
 
 
@@ -547,6 +547,8 @@ class _Srv:
 
     def __init__(self, argv: list[str], env: dict[str, str], fingerprint: str, secrets: list[str],
                  pool_size: int, start_timeout_s: float):
+        # Credential values live only in the child's environment: `secrets` (for redacting start-up
+        # errors) is used here and not kept; later callers pass their own.
         self.fingerprint = fingerprint
         self.pool_size = pool_size
         self.in_flight = 0
@@ -554,14 +556,13 @@ class _Srv:
         self._idle: list[Any] = []
         self._lock = threading.Lock()
         self._stderr: deque[str] = deque(maxlen=50)
-        self._secrets = secrets
         self.port = _free_port()
         argv = [*argv[:2], "--pgsrv.address=127.0.0.1", f"--pgsrv.port={self.port}", *argv[2:]]
         self.proc = subprocess.Popen(
             argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             close_fds=True)
         threading.Thread(target=self._drain, name="stackql-srv-stderr", daemon=True).start()
-        self._wait_ready(start_timeout_s)
+        self._wait_ready(start_timeout_s, secrets)
         log.info("stackql srv started pid=%s port=%s", self.proc.pid, self.port)
 
     def _drain(self) -> None:
@@ -569,8 +570,8 @@ class _Srv:
         for raw in self.proc.stderr:
             self._stderr.append(raw.decode("utf-8", "replace").rstrip())
 
-    def stderr_tail(self) -> str:
-        return redact("\n".join(self._stderr), self._secrets)
+    def stderr_tail(self, secrets: list[str]) -> str:
+        return redact("\n".join(self._stderr), secrets)
 
     def _connect(self, timeout_s: float = 5.0) -> Any:
         import psycopg2
@@ -582,7 +583,7 @@ class _Srv:
         conn.autocommit = True
         return conn
 
-    def _wait_ready(self, timeout_s: float) -> None:
+    def _wait_ready(self, timeout_s: float, secrets: list[str]) -> None:
         import psycopg2
 
         deadline = time.monotonic() + timeout_s
@@ -591,7 +592,7 @@ class _Srv:
                 time.sleep(0.05)  # let the drain thread collect the last words
                 raise UserFacingError(
                     f"The stackql server exited at start-up (code {self.proc.returncode}): "
-                    f"{self.stderr_tail() or 'no message'}. Check the provider auth settings, then retry.",
+                    f"{self.stderr_tail(secrets) or 'no message'}. Check the provider auth settings, then retry.",
                     ErrorKind.CONFIG)
             try:
                 self._idle.append(self._connect(1.0))
@@ -686,9 +687,11 @@ class RowStream:
             argv = [binary.path, "exec", self._statement, "--output", "jsonl", *binary.flags]
             if self._auth_json:
                 argv += ["--auth", self._auth_json]
+            env, self._env = self._env, {}  # the values belong to the child alone from here on
             self._proc = subprocess.Popen(
-                argv, env=self._env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 close_fds=True, bufsize=1 << 20)
+            del env
             threading.Thread(target=self._drain, name="stackql-exec-stderr", daemon=True).start()
             self._running.set_stopper(self._kill)
             first = self._proc.stdout.readline() if self._proc.stdout else b""
@@ -812,17 +815,18 @@ class RowStream:
         stderr = "".join(self._stderr)
         errors, messages = split_stderr(stderr)
         self.messages = tuple(redact(m, self._secrets) for m in messages)
+        detail = redact(stderr.strip(), self._secrets)
+        if rc > 0 and not self.truncated:
+            # stackql exits 1 only when it refuses its configuration (--auth, --registry, flags).
+            raise UserFacingError(
+                f"stackql refused to run (exit code {rc}): {detail.splitlines()[0] if detail else 'no message'}. "
+                "Check the provider auth settings and the stackql configuration, then retry.",
+                ErrorKind.CONFIG, detail=detail)
         if errors:
             raise query_error(errors, self._secrets)
         if allow_errors_only or self.truncated:
             return
-        if rc != 0:
-            detail = redact(stderr.strip(), self._secrets)
-            if rc > 0:
-                raise UserFacingError(
-                    f"stackql refused to run (exit code {rc}): {detail.splitlines()[0] if detail else 'no message'}. "
-                    "Check the provider auth settings and the stackql configuration, then retry.",
-                    ErrorKind.CONFIG, detail=detail)
+        if rc < 0:
             raise UserFacingError(
                 f"stackql stopped unexpectedly (signal {-rc}). Retry; if it keeps happening the machine may be "
                 "short of memory.", ErrorKind.UPSTREAM, detail=detail)
@@ -1039,7 +1043,7 @@ class Engine:
                 conn = srv.acquire()
             except psycopg2.OperationalError:
                 raise UserFacingError(
-                    f"The stackql server is not answering: {srv.stderr_tail() or 'no message'}. Run the query "
+                    f"The stackql server is not answering: {srv.stderr_tail(secrets) or 'no message'}. Run the query "
                     "again (the server restarts automatically).", ErrorKind.UPSTREAM) from None
             stopper = _SrvStopper(conn, self.cancel_grace_s)
             healthy = True
@@ -1065,7 +1069,7 @@ class Engine:
                 healthy = False
                 running.raise_if_stopped(limits)
                 time.sleep(0.05)
-                tail = srv.stderr_tail()
+                tail = srv.stderr_tail(secrets)
                 raise UserFacingError(
                     "The stackql server dropped the connection"
                     + (f" ({tail.splitlines()[-1]})" if tail else "")
@@ -1117,6 +1121,15 @@ def shutdown() -> None:
     for engine in list(_ENGINES):
         with contextlib.suppress(Exception):
             engine.close()
+
+
+def reset() -> None:
+    """Close and forget the process-wide engine (after a settings change, and in tests)."""
+    global _default
+    with _default_lock:
+        old, _default = _default, None
+    if old is not None:
+        old.close()
 
 
 atexit.register(shutdown)

@@ -427,6 +427,8 @@ class Result:
         return self._db is not None and all(self.columns) and len(set(low)) == len(low)
 
     def _iter_sql(self, sql):
+        if self._session is not None:
+            self._session.busy = True
         cur = self._db.execute(sql)
         try:
             while True:
@@ -444,6 +446,8 @@ class Result:
             raise QueryError(str(e))
         finally:
             cur.close()
+            if self._session is not None:
+                self._session.busy = False
 
     def text_rows(self):
         """Chunks of tuples of str | None in select order."""
@@ -525,9 +529,24 @@ class Session:
         self.db.create_function("fake_fail", 1, _fail)
         self.static_tables = set()
         self.cancel_event = threading.Event()
+        self.busy = False  # True while SQLite works for the current statement
 
     # ---------------------------------------------------------------- entry point
     def execute(self, stmt):
+        try:
+            return self._execute(stmt)
+        except sqlite3.Error as e:
+            if self.cancel_event.is_set():
+                raise Cancelled()
+            raise QueryError(self._sqlite_message(e, stmt))
+
+    def interrupt(self):
+        """Cancel the running query (srv CancelRequest): wake a sleeper and interrupt SQLite if it is busy."""
+        self.cancel_event.set()
+        if self.db.in_transaction or self.busy:
+            self.db.interrupt()
+
+    def _execute(self, stmt):
         sig = significant(tokenize(stmt))
         if not sig:
             return Result(tag="EMPTY")
@@ -708,6 +727,7 @@ class Session:
                 self._create_static(fqn, res)
         sql = "".join(t.text for t in toks)
         try:
+            self.busy = True
             cur = self.db.execute(sql)
             names = [d[0] for d in cur.description] if cur.description else []
             cur.close()
@@ -717,6 +737,8 @@ class Session:
             if "user-defined function raised exception" in str(e):
                 raise QueryError(SYNTHETIC_FAILURE)
             raise QueryError(self._sqlite_message(e, stmt))
+        finally:
+            self.busy = False
         return Result(columns=names, db=self.db, sql=sql, session=self, tag="SELECT")
 
     @staticmethod
@@ -732,8 +754,8 @@ class Session:
 
     # ---------------------------------------------------------------- synthetic generators
     def _temp(self, fqn, ddl):
-        self.db.execute("DROP VIEW IF EXISTS temp.%s" % _quote_ident(fqn))
-        self.db.execute("DROP TABLE IF EXISTS temp.%s" % _quote_ident(fqn))
+        for (kind,) in self.db.execute("SELECT type FROM sqlite_temp_master WHERE name = ?", (fqn,)).fetchall():
+            self.db.execute("DROP %s temp.%s" % ("VIEW" if kind == "view" else "TABLE", _quote_ident(fqn)))
         self.db.execute(ddl)
 
     @staticmethod
@@ -1111,11 +1133,7 @@ def run_srv(flags, auth):
         def cancel(self):
             session = self.session
             if session is not None:
-                session.cancel_event.set()
-                try:
-                    session.db.interrupt()
-                except Exception:
-                    pass
+                session.interrupt()
 
         # -------------------------------------------------------- main loop
         def handle(self):
@@ -1212,6 +1230,9 @@ def run_srv(flags, auth):
                     self.complete(res, count)
                 except (QueryError, Cancelled) as e:
                     self.send_error(e)
+                    break
+                except Exception as e:  # a stand-in bug must not look like a dropped connection
+                    self.send_error(QueryError("internal error in the stackql stand-in: %r" % e))
                     break
             self.send(b"Z", b"I")
             self.flush()
