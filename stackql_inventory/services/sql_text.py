@@ -32,6 +32,8 @@ _NOT_ALIAS = _CLAUSE_KEYWORDS | {
     "AS", "INNER", "LEFT", "RIGHT", "FULL", "OUTER", "CROSS", "NATURAL", "AND", "OR", "NOT", "LIKE",
     "IN", "IS", "NULL", "CASE", "WHEN", "THEN", "ELSE", "END", "DISTINCT", "ALL", "BY", "LATERAL",
 }
+# A comma at the top of these clauses starts another FROM item (`FROM a JOIN b ON … , c`).
+_FROM_LIST_CLAUSES = {"FROM", "JOIN", "ON", "USING"}
 # Tokens after which a column name is expected.
 _COLUMN_AFTER = {
     "SELECT", "WHERE", "AND", "OR", "ON", "BY", "HAVING", "NOT", "DISTINCT", "CASE", "WHEN", "THEN",
@@ -150,16 +152,17 @@ def split_statements(text: str) -> list[str]:
 def statement_at(text: str, cursor_offset: int) -> str:
     """The statement under the cursor (Ctrl+Enter); '' when the text holds none.
 
-    A cursor just after a `;` on the same line belongs to the statement that `;` ends; a cursor on a
-    blank stretch belongs to the statement before it (or after it, at the top of the editor).
+    A cursor just after a `;` on the same line, or on a blank line between statements, belongs to
+    the statement before it (at the top of the editor, to the one after it).
     """
     segments = _segments(text)
     offset = max(0, min(cursor_offset, len(text)))
     idx = next(i for i, seg in enumerate(segments) if seg.start <= offset <= seg.end or i == len(segments) - 1)
     seg = segments[idx]
     first_sig = next((t.start for t in seg.tokens if t.significant), None)
-    before_content = first_sig is None or offset <= first_sig
-    if before_content and idx > 0 and "\n" not in text[seg.start:offset]:
+    in_gap = first_sig is not None and offset < first_sig and (
+        "\n" not in text[seg.start:offset] or "\n" in text[offset:first_sig])
+    if (in_gap or (first_sig is None and "\n" not in text[seg.start:offset])) and idx > 0:
         prev = next((s for s in reversed(segments[:idx]) if not s.blank), None)
         if prev is not None:
             return _statement(text, prev).text
@@ -204,7 +207,7 @@ def _table_refs(tokens: list[Token]) -> list[tuple[str, str | None, int]]:
             prev_kw = prev.keyword or prev.text if prev else ""
             in_table_position = prev_kw in _TABLE_KEYWORDS or prev_kw == "EXTENDED" or (
                 prev_kw == "IN" and i >= 2 and sig[i - 2].keyword == "METHODS"
-            ) or (prev_kw == "," and clause_stack[-1] == "FROM")
+            ) or (prev_kw == "," and clause_stack[-1] in _FROM_LIST_CLAUSES)
             if in_table_position and (len(parts) == 3 or (len(parts) > 3 and prev_kw == "EXEC")):
                 alias = None
                 k = j
@@ -259,10 +262,11 @@ def completion_context(text: str, cursor_offset: int) -> CompletionContext:
     """Classify the cursor position for autocompletion (after FROM/JOIN/DESCRIBE, in a select list…)."""
     offset = max(0, min(cursor_offset, len(text)))
     for tok in tokenize(text):
-        if tok.kind in ("string", "comment", "dquote", "bquote") and tok.start < offset:
-            inside = offset < tok.end or (offset == tok.end and (tok.unterminated or tok.text.startswith("--")))
-            if inside and tok.kind != "bquote" and tok.kind != "dquote":
-                return CompletionContext("none")
+        # Inside a string literal or a comment (a line comment runs to its end of line): nothing to offer.
+        if tok.kind in ("string", "comment") and tok.start < offset and (
+            offset < tok.end or (offset == tok.end and (tok.unterminated or tok.text.startswith("--")))
+        ):
+            return CompletionContext("none")
     seg = next((s for s in _segments(text) if s.start <= offset <= s.end), None)
     if seg is None:
         return CompletionContext("none")
@@ -292,7 +296,7 @@ def completion_context(text: str, cursor_offset: int) -> CompletionContext:
         max_level = {"SERVICES": 1, "RESOURCES": 2, "METHODS": 3}.get(noun, 0)
         return _name_context(parts, max_level)
     if prev_kw in _TABLE_KEYWORDS or (prev_kw == "EXTENDED" and head[:1] in (["DESCRIBE"], ["DESC"])) or (
-        prev_kw == "," and clause == "FROM"
+        prev_kw == "," and clause in _FROM_LIST_CLAUSES
     ):
         return _name_context(parts, 3)
     if prev is None and len(parts) == 1:
