@@ -118,12 +118,11 @@ def make_engine(tmp_path: Path) -> Iterator[Callable[..., Engine]]:
 
 
 def pid_alive(pid: int) -> bool:
+    """False once the process is gone or a zombie whose threads have all exited."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie (exited, not yet reaped) counts as gone
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        threads = len(os.listdir(f"/proc/{pid}/task"))
     except OSError:
         return False
+    return not (state in ("Z", "X") and threads <= 1)

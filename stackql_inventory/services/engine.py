@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import select
 import socket
 import subprocess
 import sys
@@ -611,10 +612,17 @@ class _Srv:
         return self.proc.poll() is None
 
     def acquire(self) -> Any:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return self._connect()
+        """A pooled connection (checked for a hang-up first) or a new one."""
+        while True:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                return self._connect()
+            # An idle connection has nothing to read; if it does, the server hung up on it.
+            if conn.closed == 0 and not select.select([conn], [], [], 0)[0]:
+                return conn
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def release(self, conn: Any, healthy: bool) -> None:
         with self._lock:
@@ -1031,6 +1039,37 @@ class Engine:
             if stop:
                 srv.stop()
 
+    @contextlib.contextmanager
+    def _srv_connection(self, env: dict[str, str] | None, auth_json: str | None,
+                        secrets: list[str]) -> Iterator[tuple[_Srv, Any]]:
+        """A leased server and one of its connections; a server that stopped answering is replaced once.
+
+        Nothing has been sent yet when connecting fails, so trying again on a fresh server is safe.
+        """
+        import psycopg2
+
+        for attempt in (1, 2):
+            with self._srv_lease(env, auth_json) as srv:
+                try:
+                    conn = srv.acquire()
+                except psycopg2.OperationalError:
+                    tail = srv.stderr_tail(secrets)
+                    self._discard(srv)
+                    if attempt == 2:
+                        raise UserFacingError(
+                            f"The stackql server is not answering: {tail or 'no message'}. Retry; if it keeps "
+                            "failing, check that the stackql binary runs on this machine.", ErrorKind.UPSTREAM) from None
+                    log.warning("stackql srv not answering, restarting pid=%s", srv.proc.pid)
+                    continue
+                yield srv, conn
+                return
+
+    def _discard(self, srv: _Srv) -> None:
+        with self._srv_lock:
+            if self._srv is srv:
+                self._srv = None
+            srv.retired = True
+
     def _run_srv(self, statement: str, env: dict[str, str] | None, limits: QueryLimits, run_id: str | None,
                  auth_json: str | None) -> QueryResult:
         import psycopg2
@@ -1038,13 +1077,7 @@ class Engine:
 
         secrets = _secret_values(env)
         t0 = time.monotonic()
-        with _registered(run_id, limits) as running, self._srv_lease(env, auth_json) as srv:
-            try:
-                conn = srv.acquire()
-            except psycopg2.OperationalError:
-                raise UserFacingError(
-                    f"The stackql server is not answering: {srv.stderr_tail(secrets) or 'no message'}. Run the query "
-                    "again (the server restarts automatically).", ErrorKind.UPSTREAM) from None
+        with _registered(run_id, limits) as running, self._srv_connection(env, auth_json, secrets) as (srv, conn):
             stopper = _SrvStopper(conn, self.cancel_grace_s)
             healthy = True
             try:
@@ -1069,6 +1102,8 @@ class Engine:
                 healthy = False
                 running.raise_if_stopped(limits)
                 time.sleep(0.05)
+                if not srv.alive:
+                    self._discard(srv)
                 tail = srv.stderr_tail(secrets)
                 raise UserFacingError(
                     "The stackql server dropped the connection"
