@@ -984,10 +984,13 @@ class Engine:
         """Run one statement with `stackql exec --output jsonl` and stream its rows (batch path).
 
         `with engine.stream(q, env, limits) as s:` then iterate `s.rows` (tuples aligned to `s.columns`).
+        Without `limits` there is no row cap (an inventory table must not be cut silently) and the
+        configured timeout applies; the timeout covers the whole stream, the consumer's time included.
         """
         statement = prepare_statement(query)
         env = _check_env(provider_env)
-        return self._open_stream(statement, env, limits or self.default_limits, run_id, _auth_json(auth))
+        limits = limits or QueryLimits(row_limit=None, timeout_s=self.default_limits.timeout_s)
+        return self._open_stream(statement, env, limits, run_id, _auth_json(auth))
 
     def close(self) -> None:
         """Stop the srv child; the engine may be used again afterwards (it restarts on demand)."""
