@@ -53,3 +53,42 @@ def process_engine(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
         engine.reset()
         result_store.reset()
         config.get_settings.cache_clear()
+
+
+# ============================================================================ browser helpers
+
+
+def open_ide(page) -> None:
+    """Open the IDE and wait until Monaco is ready to take keystrokes (it drops them before that)."""
+    from playwright.sync_api import expect
+
+    page.goto("/ide")
+    page.wait_for_selector("[data-testid=ide-editor] .monaco-editor .view-lines", timeout=60_000)
+    expect(page.get_by_test_id("ide-run")).to_be_enabled()
+
+
+def editor_value(page) -> str:
+    return page.evaluate("() => window.__stackqlIde ? window.__stackqlIde.value() : null")
+
+
+def type_sql(page, text: str, *, clear: bool = True) -> None:
+    """Type into the editor as a user does; Escape closes the suggestion widget (Enter would accept it)."""
+    editor = page.locator("[data-testid=ide-editor] .monaco-editor")
+    editor.click()
+    page.wait_for_function("() => document.activeElement && document.activeElement.closest('.monaco-editor')")
+    if clear:
+        page.keyboard.press("Control+a")
+        page.keyboard.press("Delete")
+    for i, line in enumerate(text.split("\n")):
+        if i:
+            page.keyboard.press("Escape")
+            page.keyboard.press("Enter")
+            page.keyboard.press("Home")
+        page.keyboard.type(line)
+    page.keyboard.press("Escape")
+    page.wait_for_function("(t) => window.__stackqlIde && window.__stackqlIde.value().replace(/\\s+/g, ' ').trim()"
+                           " === t.replace(/\\s+/g, ' ').trim()", arg=text)
+
+
+def app_data_dir(app_env: dict[str, str]) -> Path:
+    return Path(app_env["STACKQL_INVENTORY_DATA_DIR"])
