@@ -21,7 +21,6 @@ import gc
 import statistics
 import sys
 import tempfile
-import time
 import tracemalloc
 from pathlib import Path
 

@@ -65,9 +65,11 @@ def test_invalid_drafts_are_refused_and_nothing_is_written(db, bad, message):
 def test_update_in_place(db):
     saved = library.save(ANA, draft())
     before = library.get(saved.id).updated_at
-    updated = library.update(ANA, saved.id, draft(name="Renamed", description="", provider="", query_text="SHOW PROVIDERS"))
+    updated = library.update(ANA, saved.id, draft(name="Renamed", description="", provider="",
+                                                  query_text="SHOW PROVIDERS"))
     assert updated.id == saved.id
-    assert (updated.name, updated.description, updated.provider, updated.query_text) == ("Renamed", "", "", "SHOW PROVIDERS")
+    assert (updated.name, updated.description, updated.provider, updated.query_text) == (
+        "Renamed", "", "", "SHOW PROVIDERS")
     assert updated.updated_at >= before
     assert rows(db) == [("Renamed", "", None, "SHOW PROVIDERS", ANA.user)]
 

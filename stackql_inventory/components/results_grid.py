@@ -89,7 +89,8 @@ def _error_box() -> rx.Component:
     return rx.callout.root(
         rx.callout.icon(rx.icon("circle-alert")),
         rx.vstack(
-            rx.text(IdeState.error, weight="medium", white_space="pre-wrap", custom_attrs={"data-testid": "ide-error-message"}),
+            rx.text(IdeState.error, weight="medium", white_space="pre-wrap",
+                    custom_attrs={"data-testid": "ide-error-message"}),
             rx.cond(
                 IdeState.error_statement != "",
                 rx.vstack(

@@ -154,6 +154,8 @@ class IdeState(rx.State):
     @rx.event(background=True)
     async def run_query(self, payload: dict[str, Any]):
         """Run the selection, else the statement under the cursor (Run button, Ctrl/Cmd+Enter)."""
+        if not isinstance(payload, dict):
+            payload = {}
         async with self:
             if self.running:
                 return
