@@ -72,8 +72,9 @@ class IdeState(rx.State):
     # Required parameters the failing statement lacks: {resource, method, param, label}.
     param_hints: list[dict[str, str]] = []
 
-    # Run id of the query in flight (for Cancel).
+    # Run id of the query in flight (for Cancel), and whether Cancel was pressed for it.
     _run_id: str = ""
+    _cancel_requested: bool = False
 
     # ---------------------------------------------------------------- derived
     @rx.var
@@ -168,7 +169,7 @@ class IdeState(rx.State):
                 self._show_error(e.message, "", "")
                 return
             run_id = uuid.uuid4().hex
-            self._run_id, self.running, self.elapsed_live = run_id, True, "0.0 s"
+            self._run_id, self._cancel_requested, self.running, self.elapsed_live = run_id, False, True, "0.0 s"
             self.error, self.error_statement, self.error_detail, self.param_hints = "", "", "", []
             actor = identity.from_headers(dict(self.router.headers.raw_headers))
             session = self.router.session.client_token
@@ -182,6 +183,9 @@ class IdeState(rx.State):
             if not task.done():
                 async with self:
                     self.elapsed_live = formatting.duration(time.monotonic() - t0)
+                    cancel = self._cancel_requested
+                if cancel:  # again: Cancel may have come before the engine registered the run
+                    engine.cancel(run_id)
         try:
             result = task.result()
         except ide_queries.QueryFailed as failure:
@@ -225,6 +229,7 @@ class IdeState(rx.State):
     def cancel_query(self):
         """Stop the run in flight; the engine stays usable."""
         if self._run_id:
+            self._cancel_requested = True
             engine.cancel(self._run_id)
 
 
