@@ -311,13 +311,19 @@ def test_100k_rows_arrive_a_window_at_a_time(page: Page) -> None:
     page.wait_for_function("() => { const c = document.querySelector('[data-testid=ide-results] "
                            ".ag-row[row-index=\"0\"] .ag-cell[col-id=\"3\"]'); return c && c.textContent.trim() === "
                            "'999'; }", timeout=20_000)
-    # JSON cells open formatted (they are off to the right: columns are virtualised too).
-    page.evaluate("() => { const h = document.querySelector('[data-testid=ide-results] "
-                  ".ag-body-horizontal-scroll-viewport'); h.scrollLeft = h.scrollWidth; }")
+
+
+def test_json_cells_are_compact_and_open_formatted(page: Page) -> None:
+    open_ide(page)
+    type_sql(page, "SELECT item_id, attributes, tags FROM synthetic.bulk.items WHERE count = 5")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_function(FIRST_CELL)
+    assert grid_column(page, 1, 1)[0].endswith('{"zone":"zone-0","rank":0,"labels":["a","b0"]}')
     page.locator("[data-testid=ide-results] [data-testid=ide-json-open]").first.click()
-    expect(page.get_by_test_id("ide-json-view")).to_contain_text('"zone": "zone-')
+    view = page.get_by_test_id("ide-json-view")
+    expect(view).to_contain_text('"zone": "zone-0",\n  "rank": 0,')
     page.get_by_test_id("ide-json-close").click()
-    expect(page.get_by_test_id("ide-json-view")).to_have_count(0)
+    expect(view).to_have_count(0)
 
 
 def test_editor_content_survives_navigation(page: Page) -> None:

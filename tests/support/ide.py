@@ -81,10 +81,11 @@ def type_sql(page, text: str, *, clear: bool = True) -> None:
         page.keyboard.press("Delete")
     for i, line in enumerate(text.split("\n")):
         if i:
-            page.keyboard.press("Escape")
-            page.keyboard.press("Enter")
+            # A newline as text, not the Enter key: a suggestion list that opened late would take Enter.
+            page.keyboard.insert_text("\n")
             page.keyboard.press("Home")
         page.keyboard.type(line)
+    page.wait_for_timeout(150)  # suggestions triggered by the last keystroke have opened; close them
     page.keyboard.press("Escape")
     page.wait_for_function("(t) => window.__stackqlIde && window.__stackqlIde.value().replace(/\\s+/g, ' ').trim()"
                            " === t.replace(/\\s+/g, ' ').trim()", arg=text)
