@@ -191,6 +191,7 @@ class IdeState(rx.State):
         except ide_queries.QueryFailed as failure:
             async with self:
                 self._run_id, self.running = "", False
+                self._clear_result()
                 self.notices = list(failure.notices)
                 self._show_error(failure.message, failure.statement, failure.detail)
                 self.param_hints = [
@@ -203,8 +204,13 @@ class IdeState(rx.State):
         except UserFacingError as e:
             async with self:
                 self._run_id, self.running = "", False
+                self._clear_result()
                 self._show_error(e.message, statement, e.detail)
             return
+        except Exception:
+            async with self:  # the app's exception handler reports it; the page must not stay "running"
+                self._run_id, self.running = "", False
+            raise
         else:
             async with self:
                 self._run_id, self.running = "", False
@@ -220,6 +226,11 @@ class IdeState(rx.State):
         from stackql_inventory.components.run_history import HistoryState
 
         yield HistoryState.load
+
+    def _clear_result(self) -> None:
+        """The failed run replaces the last result (its rows stay in the store until evicted)."""
+        self.result_id, self.result_sql, self.columns, self.column_types = "", "", [], []
+        self.row_count, self.truncated, self.elapsed, self.messages = 0, False, "", []
 
     def _show_error(self, message: str, statement: str, detail: str) -> None:
         self.error, self.error_statement = message, statement

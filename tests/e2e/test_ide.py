@@ -94,16 +94,19 @@ def test_stackql_errors_are_shown_verbatim_with_the_statement_and_parameters_off
     expect(page.get_by_test_id("ide-row-count")).to_contain_text("row")
 
 
-def test_a_syntax_error_and_an_empty_result(page: Page) -> None:
+def test_an_empty_result_then_a_syntax_error(page: Page) -> None:
     open_ide(page)
-    type_sql(page, "SELEC 1")
-    page.keyboard.press("Control+Enter")
-    expect(page.get_by_test_id("ide-error")).to_contain_text("stackql: syntax error")
     type_sql(page, "SELECT item_id FROM synthetic.bulk.items WHERE count = 0")
     page.keyboard.press("Control+Enter")
     expect(page.get_by_test_id("ide-empty-result")).to_have_text("The query returned no rows.")
     expect(page.get_by_test_id("ide-row-count")).to_have_text("0 rows")
     expect(page.get_by_test_id("ide-error")).to_have_count(0)
+    type_sql(page, "SELEC 1")
+    page.keyboard.press("Control+Enter")
+    expect(page.get_by_test_id("ide-error")).to_contain_text("stackql: syntax error")
+    expect(page.get_by_test_id("ide-error-statement")).to_have_text("SELEC 1")
+    expect(page.get_by_test_id("ide-row-count")).to_have_count(0)  # the failed run replaced the last result
+    expect(page.get_by_test_id("ide-empty-result")).to_have_count(0)
 
 
 def test_cancel_stops_a_long_query(page: Page) -> None:
