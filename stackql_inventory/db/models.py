@@ -114,6 +114,9 @@ class Run(SQLModel, table=True):
         sa.CheckConstraint(f"status IN {RUN_STATUSES}", name="ck_runs_status"),
         sa.Index("ix_runs_schedule_started", "schedule_id", sa.text("started_at DESC")),
         sa.Index("ix_runs_started", sa.text("started_at DESC")),
+        # The inventory browser's "last run / last success of this table" lookups (tables written by
+        # one-off runs have no schedule, so the schedule index cannot serve them).
+        sa.Index("ix_runs_target_started", "target_schema", "target_table", sa.text("started_at DESC")),
         {"schema": APP_SCHEMA},
     )
 
