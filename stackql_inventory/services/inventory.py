@@ -270,7 +270,7 @@ def resources_per_provider(tables: list[InventoryTable]) -> list[tuple[str, int]
         if t.kind != "table":
             continue
         n = t.last_success_rows if t.last_success_rows is not None else max(t.rows.value or 0, 0)
-        key = t.provider or "unknown"
+        key = t.provider or "(no saved query)"
         totals[key] = totals.get(key, 0) + n
     return sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
 

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from stackql_inventory.db import inventory_catalog, inventory_preview
 from stackql_inventory.db.engine import session_scope
 from stackql_inventory.db.inventory_catalog import Column
+from stackql_inventory.db.inventory_diff import META_COLUMNS
 from stackql_inventory.db.inventory_preview import FILTER_OPS, Filter
 from stackql_inventory.services.errors import ErrorKind, UserFacingError
 
@@ -45,7 +46,11 @@ EXPORT_ROUTE = "/api/inventory/export"
 _EXPORT_CHUNK = 256 * 1024
 _EXPORT_QUEUE = 32                   # chunks buffered between the COPY thread and the HTTP response
 
-__all__ = ["FILTER_OPS", "Filter", "Page", "PagingPlan", "TableVersion", "fetch_page", "describe_filter"]
+# The runner's bookkeeping columns (run id, collection time, SCD2 validity); the preview hides them by default.
+BOOKKEEPING_COLUMNS = frozenset(META_COLUMNS)
+
+__all__ = ["BOOKKEEPING_COLUMNS", "FILTER_OPS", "Filter", "Page", "PagingPlan", "TableVersion", "describe_filter",
+           "fetch_page"]
 
 
 @dataclass(frozen=True)
