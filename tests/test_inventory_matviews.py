@@ -132,6 +132,7 @@ def test_creates_and_populates_a_view(ec2: sa.Engine) -> None:
         "SELECT region, count(*) AS instances, jsonb_agg(DISTINCT tags::jsonb ->> 'env') AS envs "
         "FROM ec2 WHERE _valid_to IS NULL AND NOT _is_deleted GROUP BY region", ANA)
     assert view.populated and view.columns == ["region", "instances", "envs"]
+    assert view.rows.exact and view.rows.value == 3
     assert "stackql_inventory.ec2" in view.definition
     assert "created by ana@example.com" in view.comment
     assert view.last_refresh_by == "ana@example.com" and view.last_refresh_at is not None
@@ -283,3 +284,23 @@ def test_a_slow_population_is_stopped_and_leaves_nothing(ec2: sa.Engine, monkeyp
         mv.create_matview("slow", "SELECT count(*) FROM s3, generate_series(1, 100000000) g", ANA)
     assert e.value.kind is ErrorKind.TIMEOUT
     assert _inventory_objects(ec2) == set() and _ledger(ec2) == []
+
+
+def test_a_base_table_held_by_a_run_gives_a_message(ec2: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    mv.create_matview("waits", "SELECT region FROM s3", ANA)
+    original = db_matviews.set_guards
+    monkeypatch.setattr(db_matviews, "set_guards", lambda s, timeout_s: (original(s, timeout_s), db_matviews.run(
+        s, "SET LOCAL lock_timeout = '200ms'")))
+    holder = ec2.connect()
+    tx = holder.begin()
+    holder.execute(sa.text("LOCK TABLE stackql_inventory.s3 IN ACCESS EXCLUSIVE MODE"))
+    try:
+        with pytest.raises(UserFacingError) as e:
+            mv.refresh_matview("waits", ANA)
+        assert e.value.kind is ErrorKind.CONFLICT and "try again" in e.value.message
+    finally:
+        tx.rollback()
+        holder.close()
+    with ec2.connect() as c:
+        assert c.execute(sa.text("SELECT status FROM stackql_app.runs WHERE target_table = 'waits' ORDER BY id")
+                         ).scalars().all() == ["success", "failed"]

@@ -261,3 +261,19 @@ def test_export_route_streams_csv_with_a_download_name(db: sa.Engine) -> None:
     assert r.text.count("\n") == 5
     missing = client.get(preview.EXPORT_ROUTE + "/not-a-ticket")
     assert missing.status_code == 404 and "expired" in missing.text
+
+
+def test_history_tables_can_show_only_current_versions(db: sa.Engine) -> None:
+    with db.begin() as c:
+        fx.seed_history(c)
+        fx.seed_append(c)
+    every = preview.fetch_page("aws_ec2_history")
+    assert len(every.rows) == 8 and not every.current_only
+    current = preview.fetch_page("aws_ec2_history", current_only=True)
+    assert current.current_only
+    assert sorted((r[0], r[2]) for r in current.rows) == [("i-1", "running"), ("i-3", "running"), ("i-4", "running")]
+    ticket = preview.prepare_export("aws_ec2_history", current_only=True)
+    assert b"".join(preview.stream_csv(ticket)).count(b"\n") == 4
+    # Not a history table: the switch does not apply.
+    append = preview.fetch_page("github_repos", current_only=True)
+    assert len(append.rows) == 4 and not append.current_only

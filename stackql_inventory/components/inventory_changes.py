@@ -21,29 +21,39 @@ def _clip(value: str | None) -> str:
 class ChangesState(rx.State):
     """Run pickers and the diff of the selected table."""
 
-    # The table being compared ('' when none) and how it is written (history | append | replace | '').
+    # The table being compared ('' when none).
     table: str = ""
+    # How it is written: history | append | replace | ''.
     mode: str = ""
     # Runs to pick from: {"id", "label"}, newest first.
     runs: list[dict[str, str]] = []
-    # The chosen runs (run ids as text).
+    # The chosen older run (id as text).
     from_run: str = ""
+    # The chosen newer run (id as text).
     to_run: str = ""
-    # Diff result: columns, one kind per row, and per row its cells {"text", "changed"}.
+    # Result columns of the diff (bookkeeping columns left out).
     columns: list[str] = []
+    # One kind per diff row: added | removed | changed.
     kinds: list[str] = []
+    # Per diff row, its cells {"text", "changed"}.
     cells: list[list[dict[str, str]]] = []
-    # Totals per kind (text), whether rows were cut, and any note (duplicate keys, no key columns).
+    # Totals per kind, as text.
     totals: dict[str, str] = {}
+    # More rows than shown.
     truncated: bool = False
+    # Duplicate keys, no key columns, … ('' when nothing to say).
     note: str = ""
     # How rows are matched between the two runs.
     matched_on: str = ""
-    # Progress and errors.
+    # True while runs load or the comparison runs.
     loading: bool = False
+    # What is happening now (shown beside the spinner).
     status: str = ""
+    # Why the comparison could not be made ('' when fine).
     error: str = ""
+    # Server time of the comparison.
     elapsed: str = ""
+    # A comparison result is shown.
     compared: bool = False
 
     @rx.event(background=True)

@@ -17,7 +17,9 @@ class ChartsState(rx.State):
     table: str = ""
     # One point per successful run: {"run", "at", "rows"}.
     run_points: list[dict[str, Any]] = []
+    # True while the series loads.
     loading: bool = False
+    # Why the series could not be loaded ('' when fine).
     error: str = ""
 
     @rx.event(background=True)

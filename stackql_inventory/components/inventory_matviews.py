@@ -17,15 +17,21 @@ class MatviewsState(rx.State):
 
     # One dict per view.
     views: list[dict[str, str]] = []
+    # True while the list loads.
     loading: bool = False
+    # Why the list or the last action failed ('' when fine).
     error: str = ""
     # Name of the view being refreshed or indexed ('' when none) and the last outcome message.
     busy: str = ""
+    # What the last refresh / create / index did.
     message: str = ""
-    # Create form.
+    # Create form: the new view's name.
     new_name: str = ""
+    # Create form: the SELECT that defines it.
     new_sql: str = ""
+    # True while the view is created and populated.
     creating: bool = False
+    # Why the SELECT or name was refused ('' when fine).
     create_error: str = ""
     # Unique-index columns typed per view (view name -> "col1, col2").
     index_columns: dict[str, str] = {}

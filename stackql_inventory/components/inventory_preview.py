@@ -26,45 +26,63 @@ class PreviewState(rx.State):
 
     # The previewed table ('' when none).
     table: str = ""
-    # Names of the columns shown (bookkeeping columns only when `show_bookkeeping`), and every column's name.
+    # Names of the columns shown (bookkeeping columns only when `show_bookkeeping`).
     columns: list[str] = []
+    # Every column's name (the filter offers them all).
     all_columns: list[str] = []
     # Show the runner's bookkeeping columns (_stackql_run_id, SCD2 validity, …).
     show_bookkeeping: bool = False
-    # Whether each column holds JSON (json/jsonb, or JSON text on this page): shown monospace, click to expand.
+    # The table has the runner's SCD2 history layout.
+    is_history: bool = False
+    # History tables: show only current versions (no closed versions or tombstones).
+    current_only: bool = True
+    # Whether each shown column holds JSON (json/jsonb, or JSON text on this page): monospace, click to expand.
     json_columns: list[bool] = []
     # The page's cells, shortened for the grid (NULL shown as ∅).
     cells: list[list[str]] = []
-    # 1-based page number, and whether there are pages either side.
+    # 1-based page number.
     page_no: int = 1
+    # There is a page after this one.
     has_next: bool = False
-    # How rows are ordered (unique key or physical order), server time of the page.
+    # How rows are ordered (unique key or physical order).
     plan_text: str = ""
+    # Server time of the page.
     elapsed: str = ""
     # Rows were rewritten / moved since page 1 ('' when not).
     warning: str = ""
-    # Filter inputs (column, operator, value) and the filter in force.
+    # Filter input: the column.
     filter_column: str = ""
+    # Filter input: the operator (see FILTER_OPS).
     filter_op: str = "contains"
+    # Filter input: the value (bound as a parameter).
     filter_value: str = ""
+    # The filter in force, described ('' when none).
     active_filter: str = ""
-    # Loading flag and the error shown above the grid.
+    # True while a page loads.
     loading: bool = False
+    # Why the page could not be loaded ('' when fine).
     error: str = ""
-    # The cell opened in the detail dialog: its column, pretty text, and whether the dialog is open.
+    # Detail dialog: the cell's column and type.
     detail_title: str = ""
+    # Detail dialog: the full value (JSON indented).
     detail_text: str = ""
+    # Detail dialog is open.
     detail_open: bool = False
     # Export progress message.
     export_status: str = ""
-    # Full values of the page and every column's type (backend only), the indexes of the shown columns,
-    # the cursor that starts each page, page 1's table version.
+    # Full values of the page (backend only).
     _full: list[list[str | None]] = []
+    # Every column's type (backend only).
     _types: list[str] = []
+    # Indexes of the shown columns in the full rows (backend only).
     _shown: list[int] = []
+    # The cursor that starts each page, page 1 first (None) (backend only).
     _cursors: list = []
+    # The cursor after the current page (backend only).
     _next_cursor: tuple | str | None = None
+    # The filter in force (backend only).
     _filter: Filter | None = None
+    # Page 1's table version, to notice rewrites and moved rows (backend only).
     _version: TableVersion | None = None
 
     @rx.event(background=True)
@@ -82,13 +100,14 @@ class PreviewState(rx.State):
             if self.loading and not first:
                 return
             self.loading, self.error = True, ""
-            table, flt, since = self.table, self._filter, self._version
+            table, flt, since, current = self.table, self._filter, self._version, self.current_only
         if not table:
             async with self:
                 self.loading = False
             return
         try:
-            page = await rx.run_in_thread(lambda: preview.fetch_page(table, after=after, flt=flt, since=since))
+            page = await rx.run_in_thread(lambda: preview.fetch_page(table, after=after, flt=flt, since=since,
+                                                                     current_only=current))
         except UserFacingError as e:
             async with self:
                 self.loading, self.error = False, e.message
@@ -97,6 +116,7 @@ class PreviewState(rx.State):
             if self.table != table:  # another table was selected meanwhile
                 return
             self.all_columns = [c.name for c in page.columns]
+            self.is_history = preview.is_history(page.columns)
             self._types = [c.type for c in page.columns]
             self._full = page.rows
             self._render()
@@ -124,6 +144,14 @@ class PreviewState(rx.State):
         """Show or hide the runner's bookkeeping columns."""
         self.show_bookkeeping = value
         self._render()
+
+    @rx.event(background=True)
+    async def toggle_current(self, value: bool):
+        """History tables: current versions only, or every version (closed ones and tombstones too)."""
+        async with self:
+            self.current_only = value
+            self.page_no, self._cursors, self._version = 1, [None], None
+        await self._load_page(None)
 
     @rx.event(background=True)
     async def next_page(self):
@@ -204,10 +232,10 @@ class PreviewState(rx.State):
     async def export_csv(self):
         """Download the table (with the filter in force) as CSV, streamed from PostgreSQL by COPY."""
         async with self:
-            table, flt = self.table, self._filter
+            table, flt, current = self.table, self._filter, self.current_only
             self.export_status = "Preparing the export…"
         try:
-            ticket = await rx.run_in_thread(lambda: preview.prepare_export(table, flt))
+            ticket = await rx.run_in_thread(lambda: preview.prepare_export(table, flt, current_only=current))
         except UserFacingError as e:
             async with self:
                 self.error, self.export_status = e.message, ""
@@ -294,6 +322,11 @@ def _filter_bar() -> rx.Component:
                 rx.button(rx.icon("x", size=12), PreviewState.active_filter, size="1", variant="soft",
                           on_click=PreviewState.clear_filter, custom_attrs={"data-testid": "inventory-filter-clear"})),
         rx.spacer(),
+        rx.cond(PreviewState.is_history, rx.hstack(
+            rx.text("Current versions only", size="1", color_scheme="gray"),
+            rx.switch(checked=PreviewState.current_only, on_change=PreviewState.toggle_current, size="1",
+                      custom_attrs={"data-testid": "inventory-current-only"}),
+            align="center", spacing="1")),
         rx.text("Bookkeeping columns", size="1", color_scheme="gray"),
         rx.switch(checked=PreviewState.show_bookkeeping, on_change=PreviewState.toggle_bookkeeping, size="1",
                   custom_attrs={"data-testid": "inventory-show-bookkeeping"}),

@@ -20,7 +20,9 @@ class RunsState(rx.State):
     status: str = "all"
     # One dict per run, newest first.
     runs: list[dict[str, str]] = []
+    # True while the ledger loads.
     loading: bool = False
+    # Why the ledger could not be loaded ('' when fine).
     error: str = ""
 
     @rx.event(background=True)

@@ -17,9 +17,13 @@ FIRST_NORMAL_OID = 16384
 
 _LIST_SQL = sa.text(
     """
-    SELECT c.oid::bigint AS oid, c.relname AS name, pg_get_viewdef(c.oid, true) AS definition,
-           c.relispopulated AS populated, pg_total_relation_size(c.oid) AS size_bytes,
-           c.reltuples::float8 AS reltuples, c.relpages::bigint AS relpages, pg_relation_size(c.oid) AS heap_bytes,
+    -- pg_get_viewdef and the size functions lock the view (and the tables it reads): `:details` false skips them.
+    SELECT c.oid::bigint AS oid, c.relname AS name,
+           CASE WHEN :details THEN pg_get_viewdef(c.oid, true) END AS definition,
+           c.relispopulated AS populated,
+           CASE WHEN :details THEN pg_total_relation_size(c.oid) ELSE c.relpages::bigint * :block_size END AS size_bytes,
+           c.reltuples::float8 AS reltuples, c.relpages::bigint AS relpages,
+           CASE WHEN :details THEN pg_relation_size(c.oid) ELSE c.relpages::bigint * :block_size END AS heap_bytes,
            obj_description(c.oid, 'pg_class') AS comment,
            (SELECT string_agg(a.attname, ', ' ORDER BY k.ord)
             FROM (SELECT i.indexrelid, i.indkey FROM pg_index i
@@ -84,8 +88,10 @@ _BUILTIN_RE = re.compile(r":(opfuncid|tsmhandler) (\d+)")
 _RELID_RE = re.compile(r":relid (\d+)")
 
 
-def list_views(session: Session) -> list[sa.Row]:
-    return list(session.execute(_LIST_SQL, {"schema": INVENTORY_SCHEMA}))
+def list_views(session: Session, *, details: bool = True, block_size: int = 8192) -> list[sa.Row]:
+    """Materialized views with definition, sizes, unique key and last refresh (`details=False`: no locks taken)."""
+    return list(session.execute(_LIST_SQL, {"schema": INVENTORY_SCHEMA, "details": details,
+                                            "block_size": block_size}))
 
 
 def relkinds(session: Session, names: Sequence[str]) -> dict[str, str]:

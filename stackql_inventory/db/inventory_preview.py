@@ -23,7 +23,18 @@ class Filter:
     value: str = ""
 
 
-def _where(flt: Filter | None) -> tuple[sql.Composable, list[Any]]:
+_CURRENT = sql.SQL("t._valid_to IS NULL AND NOT coalesce(t._is_deleted, false)")
+
+
+def _where(flt: Filter | None, current_only: bool = False) -> tuple[sql.Composable, list[Any]]:
+    """The WHERE clause: the filter (value bound), and for SCD2 tables optionally only current versions."""
+    where, params = _filter(flt)
+    if current_only:
+        where = sql.SQL("{} AND {}").format(_CURRENT, where)
+    return where, params
+
+
+def _filter(flt: Filter | None) -> tuple[sql.Composable, list[Any]]:
     if flt is None:
         return sql.SQL("TRUE"), []
     col = sql.SQL("t.{}").format(sql.Identifier(flt.column))
@@ -46,13 +57,14 @@ def _text_columns(columns: Sequence[str]) -> sql.Composable:
 
 
 def page_by_key(session: Session, table: str, columns: Sequence[str], key: Sequence[str],
-                after: Sequence[Any] | None, flt: Filter | None, limit: int) -> list[tuple]:
+                after: Sequence[Any] | None, flt: Filter | None, limit: int, *, current_only: bool = False
+                ) -> list[tuple]:
     """Up to `limit` rows after `after` in key order: each row is the columns as text, then the key values.
 
     `(k1, k2) > (%s, %s) ORDER BY k1, k2` is answered by the unique index, so any page costs one
     index descent plus `limit` rows.
     """
-    where, params = _where(flt)
+    where, params = _where(flt, current_only)
     keys = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(k)) for k in key)
     key_out = sql.SQL(", ").join(sql.SQL("t.{} AS {}").format(sql.Identifier(k), sql.Identifier(f"_k{i}"))
                                  for i, k in enumerate(key))
@@ -65,14 +77,14 @@ def page_by_key(session: Session, table: str, columns: Sequence[str], key: Seque
 
 
 def page_by_ctid(session: Session, table: str, columns: Sequence[str], after: str, flt: Filter | None,
-                 limit: int, rows_per_block: float, block_size: int) -> list[tuple]:
+                 limit: int, rows_per_block: float, block_size: int, *, current_only: bool = False) -> list[tuple]:
     """Up to `limit` rows physically after ctid `after`; each row is the columns as text, then its ctid.
 
     PostgreSQL cannot return `ORDER BY ctid` from a TID range scan without sorting everything after
     the cursor, so read bounded block windows (`ctid > after AND ctid < (b, 0)`), sort each window, and
     widen the window until the page is full or the table ends: page 1,000 reads as few blocks as page 1.
     """
-    where, params = _where(flt)
+    where, params = _where(flt, current_only)
     size = run(session, "SELECT pg_relation_size(%s::regclass)",
                (qualified(table).as_string(driver_connection(session)),)).scalar_one()
     n_blocks = -(-int(size) // block_size)
@@ -90,9 +102,10 @@ def page_by_ctid(session: Session, table: str, columns: Sequence[str], after: st
     return out
 
 
-def copy_csv(session: Session, table: str, columns: Sequence[str], flt: Filter | None, out: IO[bytes]) -> None:
+def copy_csv(session: Session, table: str, columns: Sequence[str], flt: Filter | None, out: IO[bytes], *,
+             current_only: bool = False) -> None:
     """Stream the table's rows (matching the filter) as CSV with a header into `out` (COPY, no buffering)."""
-    where, params = _where(flt)
+    where, params = _where(flt, current_only)
     cur = driver_connection(session).cursor()
     select = sql.SQL("SELECT {} FROM {} t WHERE {}").format(
         sql.SQL(", ").join(sql.Identifier(c) for c in columns), qualified(table), where)

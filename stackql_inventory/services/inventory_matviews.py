@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 CREATE_TIMEOUT_S = 600
 REFRESH_TIMEOUT_S = 900
 PROBE_TIMEOUT_S = 10
+# How long the list waits for a view or table that a run or refresh holds before listing without definitions.
+LIST_LOCK_WAIT_MS = 300
+_HELD = "(the definition cannot be read while a run or refresh holds a table it uses; reload in a moment)"
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,9 @@ def _pg_errors(timeout_message: str, failure: str, unique_message: str = "") -> 
     except sa.exc.OperationalError as e:
         if _is_timeout(e):
             raise UserFacingError(timeout_message, ErrorKind.TIMEOUT) from e
+        if inventory_catalog.is_lock_timeout(e):
+            raise UserFacingError("A run is rewriting a table this needs right now; try again in a moment.",
+                                  ErrorKind.CONFLICT) from e
         raise
     except sa.exc.IntegrityError as e:
         if unique_message:
@@ -98,16 +104,43 @@ def _pg_errors(timeout_message: str, failure: str, unique_message: str = "") -> 
 
 def list_matviews() -> list[Matview]:
     """Every materialized view of stackql_inventory with its definition and refresh facts."""
+    held = False
     with session_scope() as s:
-        rows = inventory_matviews.list_views(s)
         bsize = inventory_catalog.block_size(s)
+        try:
+            with s.begin_nested():
+                inventory_catalog.set_lock_timeout(s, LIST_LOCK_WAIT_MS)
+                rows = inventory_matviews.list_views(s, block_size=bsize)
+        except sa.exc.OperationalError as e:
+            if not inventory_catalog.is_lock_timeout(e):
+                raise
+            held = True  # a run or refresh holds a table: list without definitions this time
+            rows = inventory_matviews.list_views(s, details=False, block_size=bsize)
+        estimates = {r.name: estimate_rows(r.reltuples, r.relpages, r.heap_bytes, bsize) for r in rows}
+        small = [r.name for r in rows if r.populated and (estimates[r.name] is None
+                                                           or estimates[r.name] <= EXACT_COUNT_MAX)]
+        counts: dict[str, int] = {}
+        if not held:
+            try:
+                with s.begin_nested():
+                    counts = inventory_catalog.capped_counts(s, small, EXACT_COUNT_MAX,
+                                                             lock_timeout_ms=LIST_LOCK_WAIT_MS)
+            except sa.exc.OperationalError as e:
+                if not inventory_catalog.is_lock_timeout(e):
+                    raise  # else a refresh holds one exclusively: estimates this time
     out = []
     for r in rows:
-        est = estimate_rows(r.reltuples, r.relpages, r.heap_bytes, bsize)
-        count = RowCount(None) if not r.populated else (RowCount(est) if est is not None
-                                                          else RowCount(EXACT_COUNT_MAX, lower_bound=True))
+        est, counted = estimates[r.name], counts.get(r.name)
+        if not r.populated:
+            count = RowCount(None)
+        elif counted is not None and counted <= EXACT_COUNT_MAX:
+            count = RowCount(counted, exact=True)
+        elif est is not None and (counted is None or est > EXACT_COUNT_MAX):
+            count = RowCount(est)
+        else:
+            count = RowCount(EXACT_COUNT_MAX, lower_bound=True)
         out.append(Matview(
-            name=r.name, definition=(r.definition or "").strip(), populated=bool(r.populated), rows=count,
+            name=r.name, definition=(r.definition or "").strip() if not held else _HELD, populated=bool(r.populated), rows=count,
             size_bytes=int(r.size_bytes or 0), comment=r.comment or "", unique_columns=r.unique_columns or "",
             columns=(r.columns or "").split(",") if r.columns else [], last_refresh_at=r.last_refresh_at,
             last_refresh_s=r.last_refresh_s, last_refresh_by=r.last_refresh_by or "",

@@ -89,6 +89,13 @@ class Page:
     version: TableVersion
     warning: str
     elapsed_ms: float
+    current_only: bool = False       # only the current versions of an SCD2 history table are shown
+
+
+def is_history(columns: list[Column]) -> bool:
+    """The runner's SCD2 layout (so "current versions only" applies)."""
+    names = {c.name for c in columns}
+    return {"_valid_to", "_is_deleted"} <= names
 
 
 def _plan(keys: list[inventory_catalog.UniqueKey]) -> PagingPlan:
@@ -130,11 +137,12 @@ def _not_found(table: str) -> UserFacingError:
 
 
 def fetch_page(table: str, *, after: tuple | str | None = None, flt: Filter | None = None,
-               page_size: int = PAGE_SIZE, since: TableVersion | None = None) -> Page:
+               page_size: int = PAGE_SIZE, since: TableVersion | None = None, current_only: bool = False) -> Page:
     """The page of `table` that starts after cursor `after` (None: the first page).
 
     Pass the `version` of the first page as `since` on later pages; the page's `warning` then says
-    when a run rewrote the table or moved rows in between.
+    when a run rewrote the table or moved rows in between. `current_only` keeps the current versions of
+    an SCD2 history table (no closed versions, no tombstones); other tables ignore it.
     """
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise UserFacingError(f"Page size must be between 1 and {MAX_PAGE_SIZE}.", ErrorKind.VALIDATION)
@@ -149,6 +157,7 @@ def fetch_page(table: str, *, after: tuple | str | None = None, flt: Filter | No
                                   ErrorKind.VALIDATION)
         cols = inventory_catalog.columns(s, rel.oid)
         _check_filter(flt, cols)
+        current_only = current_only and is_history(cols)
         plan = _plan(inventory_catalog.unique_keys(s, rel.oid))
         ver = inventory_catalog.version(s, table)
         version = TableVersion(int(ver.oid), int(ver.relfilenode), int(ver.moved))
@@ -156,7 +165,8 @@ def fetch_page(table: str, *, after: tuple | str | None = None, flt: Filter | No
         if plan.kind == "key":
             if after is not None and (not isinstance(after, tuple) or len(after) != len(plan.key)):
                 after = None  # the table's key changed since the last page: start over
-            raw = inventory_preview.page_by_key(s, table, names, plan.key, after, flt, page_size + 1)
+            raw = inventory_preview.page_by_key(s, table, names, plan.key, after, flt, page_size + 1,
+                                                current_only=current_only)
             n_key = len(plan.key)
             rows = [list(r[:-n_key]) for r in raw]
             cursors: list[tuple | str] = [tuple(r[-n_key:]) for r in raw]
@@ -164,13 +174,13 @@ def fetch_page(table: str, *, after: tuple | str | None = None, flt: Filter | No
             start = after if isinstance(after, str) else "(0,0)"
             density = rel.reltuples / rel.relpages if rel.relpages > 0 and rel.reltuples > 0 else 0.0
             raw = inventory_preview.page_by_ctid(s, table, names, start, flt, page_size + 1, density,
-                                                 inventory_catalog.block_size(s))
+                                                 inventory_catalog.block_size(s), current_only=current_only)
             rows = [list(r[:-1]) for r in raw]
             cursors = [r[-1] for r in raw]
     has_next = len(rows) > page_size
     rows, cursors = rows[:page_size], cursors[:page_size]
     return Page(
-        table=table, columns=cols, rows=rows, has_next=has_next,
+        table=table, columns=cols, rows=rows, has_next=has_next, current_only=current_only,
         next_cursor=cursors[-1] if has_next else None, plan=plan, version=version,
         warning=_warning(since, version, plan), elapsed_ms=(time.perf_counter() - started) * 1000,
     )
@@ -224,6 +234,7 @@ class ExportTicket:
     flt: Filter | None
     filename: str
     expires_at: datetime
+    current_only: bool = False
 
     @property
     def url(self) -> str:
@@ -234,7 +245,8 @@ _tickets: dict[str, ExportTicket] = {}
 _tickets_lock = threading.Lock()
 
 
-def prepare_export(table: str, flt: Filter | None = None, *, now: datetime | None = None) -> ExportTicket:
+def prepare_export(table: str, flt: Filter | None = None, *, current_only: bool = False,
+                   now: datetime | None = None) -> ExportTicket:
     """Check the table and filter now, and return a ticket the export route streams within EXPORT_TTL."""
     now = now or datetime.now(UTC)
     with session_scope() as s:
@@ -246,6 +258,7 @@ def prepare_export(table: str, flt: Filter | None = None, *, now: datetime | Non
     ticket = ExportTicket(
         token=secrets.token_urlsafe(24), table=table, columns=tuple(c.name for c in cols), flt=flt,
         filename=f"{table}-{now.strftime('%Y%m%d-%H%M%S')}.csv", expires_at=now + EXPORT_TTL,
+        current_only=current_only and is_history(cols),
     )
     with _tickets_lock:
         for token in [t for t, v in _tickets.items() if v.expires_at <= now]:
@@ -313,7 +326,8 @@ def stream_csv(ticket: ExportTicket) -> Iterator[bytes]:
                 conn = s.connection()
                 conn.exec_driver_sql("SET TRANSACTION READ ONLY")
                 try:
-                    inventory_preview.copy_csv(s, ticket.table, list(ticket.columns), ticket.flt, writer)
+                    inventory_preview.copy_csv(s, ticket.table, list(ticket.columns), ticket.flt, writer,
+                                               current_only=ticket.current_only)
                 except _Aborted:
                     conn.invalidate()  # the COPY is half-read: this connection must not go back to the pool
                     raise
