@@ -19,6 +19,7 @@ Last line: `list_500_ms=<ms> preview_p1_ms=<ms> preview_p1000_ms=<ms>`.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -168,6 +169,7 @@ def main() -> None:
         migrate.upgrade(engine)
         db_engine.set_engine(engine)
         _setup(engine, args.tables, args.rows)
+        print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} before measuring")
 
         cat = inventory.catalogue()
         assert len(cat.tables) == args.tables, len(cat.tables)
@@ -203,6 +205,7 @@ def main() -> None:
         assert fetch(BIG, after=key_after, page_size=PAGE).plan.kind == "key"
         key_p1000 = _median_ms(lambda: fetch(BIG, after=key_after, page_size=PAGE), args.repeat)
         print(f"preview with a unique key (keyset on instance_id): page 1 {key_p1:.1f} ms, page 1,000 {key_p1000:.1f} ms")
+        print(f"machine: load average {os.getloadavg()[0]:.1f} after measuring")
         print(f"list_{args.tables}_ms={list_ms:.1f} preview_p1_ms={p1_ms:.1f} preview_p1000_ms={p1000_ms:.1f}")
         db_engine.set_engine(None)
     finally:

@@ -242,7 +242,7 @@ class PreviewState(rx.State):
             return
         async with self:
             self.export_status = f"Downloading {ticket.filename}…"
-        yield rx.download(url=ticket.url, filename=ticket.filename)
+        yield _download(ticket.url, ticket.filename)
 
     @rx.var
     def has_previous(self) -> bool:
@@ -255,6 +255,16 @@ class PreviewState(rx.State):
         first = (self.page_no - 1) * preview.PAGE_SIZE + 1
         return (f"Page {self.page_no} · rows {formatting.count(first)}–"
                 f"{formatting.count(first + len(self.cells) - 1)}")
+
+
+def _download(path: str, filename: str) -> rx.event.EventSpec:
+    """Download `path` from the backend. Production serves UI and API on one origin, so a relative URL works
+    behind any proxy; `reflex run` in development serves the API on its own port."""
+    from reflex.utils.exec import is_prod_mode
+
+    if is_prod_mode():
+        return rx.download(url=path, filename=filename)
+    return rx.download(url=rx.Var.create(rx.config.get_config().api_url.rstrip("/") + path), filename=filename)
 
 
 def _cell(row_index: rx.Var[int], value: rx.Var[str], col_index: rx.Var[int]) -> rx.Component:
