@@ -166,10 +166,6 @@ class InventoryState(rx.State):
         self.selected, self.selected_row = "", {}
 
     @rx.var
-    def sort_label(self) -> str:
-        return SORT_LABELS.get(self.sort, self.sort)
-
-    @rx.var
     def has_tables(self) -> bool:
         return self.total > 0
 

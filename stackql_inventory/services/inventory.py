@@ -80,11 +80,6 @@ class InventoryTable:
     running: bool = False          # a run is queued or running for this table now
     history_layout: bool = False
 
-    @property
-    def estimated_rows(self) -> int:
-        """The row figure (exact or estimated); -1 when unknown."""
-        return -1 if self.rows.value is None else self.rows.value
-
 
 @dataclass(frozen=True)
 class Metrics:
