@@ -125,11 +125,12 @@ class Settings(BaseSettings):
 
     @property
     def uses_lakebase(self) -> bool:
-        return self.database_url is None and bool(self.pghost)
+        """PGHOST (an app's database resource) or a Lakebase endpoint/instance alone (a job), without DATABASE_URL."""
+        return self.database_url is None and bool(self.pghost or self.lakebase_endpoint or self.lakebase_instance)
 
     @property
     def uses_embedded_db(self) -> bool:
-        return self.database_url is None and not self.pghost
+        return self.database_url is None and not self.uses_lakebase
 
     @property
     def serve_port(self) -> int:
