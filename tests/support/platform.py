@@ -295,3 +295,30 @@ class LakebaseStandIn:
             for cred in self.fake.state.credentials:
                 if cred["token"] == token:
                     cred["expire_time"] = past
+
+
+# --------------------------------------------------------------------------------------- SCIM users
+class ScimFakeDatabricks(FakeDatabricks):
+    """FakeDatabricks plus `GET /api/2.0/preview/scim/v2/Users?filter=userName eq "x"` (groups of a user)."""
+
+    def _route(self, method: str, path: str):  # noqa: ANN202 - same contract as the base class
+        if method == "GET" and path == "/api/2.0/preview/scim/v2/Users":
+            return self._users_list
+        return super()._route(method, path)
+
+    def _users_list(self, req) -> dict:  # noqa: ANN001
+        import re
+
+        match = re.fullmatch(r'userName eq "((?:[^"\\]|\\.)*)"', req.query.get("filter", ""))
+        if match is None:
+            from tests.fakes.databricks_api import ApiError
+
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "Only userName eq filters are supported here.")
+        wanted = match.group(1).replace('\\"', '"').replace("\\\\", "\\").lower()
+        start = int(req.query.get("startIndex", "1"))
+        with self.lock:
+            found = [{k: v for k, v in u.items() if k != "admin"} for u in self.state.users.values()
+                     if u["userName"].lower() == wanted]
+        page = found if start <= 1 else []
+        return {"totalResults": len(found), "startIndex": start, "itemsPerPage": len(page), "Resources": page,
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"]}
