@@ -70,9 +70,10 @@ def start_embedded(settings: Settings) -> str:
     return server.get_uri()
 
 
-def stop_embedded(settings: Settings) -> None:
-    """Stop the embedded PostgreSQL if it runs (fast shutdown)."""
+def stop_embedded(settings: Settings, timeout_s: float = 30) -> None:
+    """Stop the embedded PostgreSQL if it runs: fast shutdown, immediate if that takes over `timeout_s`."""
     import os
+    import subprocess
 
     from pgserver import _commands
 
@@ -81,8 +82,12 @@ def stop_embedded(settings: Settings) -> None:
         return
     # pgserver runs postgres as its own system user when we are root.
     user = "pgserver" if os.geteuid() == 0 else None
+    wait = max(1, int(timeout_s))
     try:
-        _commands.pg_ctl(["-m", "fast", "-w", "stop"], pgdata=pgdata, user=user, timeout=30)
+        _commands.pg_ctl(["-m", "fast", "-w", "-t", str(wait), "stop"], pgdata=pgdata, user=user,
+                         timeout=wait + 2)
+    except subprocess.TimeoutExpired:
+        _commands.pg_ctl(["-m", "immediate", "-w", "-t", "5", "stop"], pgdata=pgdata, user=user, timeout=7)
     except Exception:  # already stopped, or stopped by Ctrl+C reaching it first
         log.info("embedded postgres stop: nothing to stop pgdata=%s", pgdata)
 
