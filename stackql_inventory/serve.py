@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -138,7 +139,12 @@ def serve(port: int, dev: bool = False) -> int:
         log.info("stopping (signal %s)", signum)
         if child is None:
             raise _Stopped(signum)  # interrupts migrating / starting the database
-        _terminate(child)
+        # Don't wait here: the main thread is inside child.wait(), which holds the lock poll() needs.
+        # Ask the UI's process group to stop, and have a timer kill it if it is still there after the grace.
+        _signal_group(child.pid, signal.SIGTERM)
+        killer = threading.Timer(STOP_GRACE_S, _signal_group, (child.pid, signal.SIGKILL))
+        killer.daemon = True
+        killer.start()
 
     # Handlers first: a stop during migrations must still stop the embedded database.
     signal.signal(signal.SIGINT, stop)
@@ -161,12 +167,22 @@ def serve(port: int, dev: bool = False) -> int:
         log.info("stopped before serving (signal %s)", e.args[0])
         return 128 + int(e.args[0])
     finally:
+        started = time.monotonic()
         if child is not None:
             _terminate(child)
+        ui_s = time.monotonic() - started
         if settings.uses_embedded_db:
             from stackql_inventory.db.engine import stop_embedded
 
             stop_embedded(settings, timeout_s=DB_STOP_S)
+        log.info("stopped ui_s=%.2f total_s=%.2f", ui_s, time.monotonic() - started)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _terminate(child: subprocess.Popen) -> None:
