@@ -76,8 +76,6 @@ class Settings(BaseSettings):
     scheduler_enabled: bool = Field(True, validation_alias=_env("STACKQL_INVENTORY_SCHEDULER"))
     # Comma-separated users (email or name) or groups (`group:<name>`) allowed to write; "*" means everyone.
     editors: str = Field("*", validation_alias=_env("STACKQL_INVENTORY_EDITORS"))
-    # Seconds a user's Databricks group membership (for `group:` editors) is remembered.
-    editor_groups_ttl_s: float = Field(300.0, ge=0, validation_alias=_env("STACKQL_INVENTORY_EDITOR_GROUPS_TTL"))
 
     # --- AI ------------------------------------------------------------------------------------
     anthropic_api_key: SecretStr | None = Field(None, validation_alias=_env("ANTHROPIC_API_KEY"))

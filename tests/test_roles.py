@@ -22,8 +22,8 @@ from tests.support.platform import ScimFakeDatabricks
 SERVICES = Path(__file__).resolve().parents[1] / "stackql_inventory" / "services"
 
 
-def _settings(editors: str, ttl: float = 300.0) -> Settings:
-    return Settings(_env_file=None, STACKQL_INVENTORY_EDITORS=editors, STACKQL_INVENTORY_EDITOR_GROUPS_TTL=ttl)
+def _settings(editors: str) -> Settings:
+    return Settings(_env_file=None, STACKQL_INVENTORY_EDITORS=editors)
 
 
 def _proxy(user: str, display: str | None = None) -> Identity:
@@ -144,15 +144,15 @@ def test_group_editors_are_resolved_through_scim(scim: ScimFakeDatabricks, user:
 
 
 def test_group_membership_is_remembered_for_the_ttl(scim: ScimFakeDatabricks) -> None:
-    settings = _settings("group:inventory-admins", ttl=0.5)
+    settings = _settings("group:inventory-admins")
     who = _proxy("bo@example.com")
-    assert not identity.can_edit(who, settings)
+    assert not identity.can_edit(who, settings, groups_ttl_s=0.5)
     with scim.lock:  # bo joins the group in the workspace
         scim.user("tok-bo")["groups"].append({"display": "inventory-admins", "value": "g-inventory-admins"})
-    assert not identity.can_edit(who, settings)  # remembered
+    assert not identity.can_edit(who, settings, groups_ttl_s=0.5)  # remembered
     assert len(scim.requests_to("/api/2.0/preview/scim/v2/Users")) == 1
     time.sleep(0.6)
-    assert identity.can_edit(who, settings)  # looked up again after the TTL
+    assert identity.can_edit(who, settings, groups_ttl_s=0.5)  # looked up again after the TTL
     assert len(scim.requests_to("/api/2.0/preview/scim/v2/Users")) == 2
 
 

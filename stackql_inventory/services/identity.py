@@ -5,7 +5,7 @@ schedules, provider mappings and materialized views; everyone else gets a read-o
 browsing). Every service function that writes on a user's behalf takes `actor: Identity` and calls
 `require_editor(actor, "<what>")` before touching anything, so the rule holds whatever the UI shows.
 Entries are user names / e-mails, or `group:<name>` for members of a Databricks workspace group (looked
-up through SCIM with the app's own identity and remembered for `STACKQL_INVENTORY_EDITOR_GROUPS_TTL` s).
+up through SCIM with the app's own identity and remembered for GROUP_CACHE_TTL_S).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 GROUP_PREFIX = "group:"
 EVERYONE = "*"
+# Seconds a user's workspace group membership is remembered (a removal takes effect within this time).
+GROUP_CACHE_TTL_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -119,12 +121,12 @@ def clear_group_cache() -> None:
         _groups_cache.clear()
 
 
-def _groups_of(user: str, settings: Settings, lookup: GroupLookup) -> frozenset[str]:
+def _groups_of(user: str, lookup: GroupLookup, ttl_s: float) -> frozenset[str]:
     now = time.monotonic()
     key = user.lower()
     with _groups_lock:
         cached = _groups_cache.get(key)
-        if cached is not None and now - cached[0] < settings.editor_groups_ttl_s:
+        if cached is not None and now - cached[0] < ttl_s:
             return cached[1]
     groups = lookup(user)  # outside the lock: a slow lookup must not block other users' checks
     with _groups_lock:
@@ -133,7 +135,7 @@ def _groups_of(user: str, settings: Settings, lookup: GroupLookup) -> frozenset[
 
 
 def can_edit(identity: Identity, settings: Settings | None = None, *,
-             group_lookup: GroupLookup | None = None) -> bool:
+             group_lookup: GroupLookup | None = None, groups_ttl_s: float = GROUP_CACHE_TTL_S) -> bool:
     """Whether this identity may create or change queries, schedules, provider mappings and views.
 
     May call Databricks (SCIM) when `group:` editors are configured: call it off the event loop.
@@ -150,7 +152,7 @@ def can_edit(identity: Identity, settings: Settings | None = None, *,
     if not rule.groups or identity.source != "proxy":
         return False
     try:
-        groups = _groups_of(identity.user, settings, group_lookup or databricks_groups)
+        groups = _groups_of(identity.user, group_lookup or databricks_groups, groups_ttl_s)
     except UserFacingError as e:
         logger.warning("editor_group_lookup_failed user=%s reason=%s", identity.user, e.message)
         return False
