@@ -339,3 +339,17 @@ def test_backend_kind_follows_the_setting(setenv) -> None:
     assert providers.backend_kind() == "local"
     setenv("STACKQL_INVENTORY_SECRETS_BACKEND", "databricks")
     assert providers.backend_kind() == "databricks"
+
+
+def test_parallel_and_sequential_validation_agree_in_order(dbx) -> None:
+    """Checks run on several threads (one list call each) and come back in the mappings' order."""
+    fake, backend = dbx
+    items = [providers.MappingView(i, "p", f"VAR_{i}", "inv", f"k{i}", "t") for i in range(1, 13)]
+    for m in items[::2]:
+        fake.put_secret("inv", m.secret_key, "x")
+    parallel = providers.validate(backend=backend, items=items)
+    sequential = providers.validate(backend=backend, items=items, workers=1)
+    assert parallel == sequential
+    assert [s.state for s in parallel] == ["ok", "missing"] * 6
+    assert [s.mapping_id for s in parallel] == list(range(1, 13))
+    assert [s.mapping_id for s in providers.validate("q", backend=backend, items=items)] == []

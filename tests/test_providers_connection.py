@@ -118,6 +118,16 @@ def test_an_unknown_provider_fails_with_stackqls_message(db, world) -> None:
     assert not result.ok and "could not locate provider 'nosuchcloud'" in result.summary
 
 
+def test_stackqls_error_is_shown_with_credential_values_redacted(db, world) -> None:
+    """stackql echoes the provider name in its error; here that name is also the credential's value."""
+    _map("leakycloud", {"LEAKY_TOKEN": "leakycloud"})
+    result = providers.test_connection("leakycloud")
+    assert not result.ok
+    assert result.summary == ("stackql: could not locate provider '[REDACTED]' — Check the name in the schema "
+                              "browser, or pull the provider (REGISTRY PULL <provider>), then retry.")
+    assert world.queries()[0]["credential_sha256"] == {"LEAKY_TOKEN": sha256("leakycloud")}
+
+
 # --- the warm interactive engine ------------------------------------------------------------------------
 _CRED_QUERY = "SELECT env_var, present, sha256 FROM synthetic.env.credentials WHERE names = '{}'"
 

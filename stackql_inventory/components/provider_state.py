@@ -132,14 +132,16 @@ class ProvidersState(rx.State):
         self._statuses = {i: s for i, s in self._statuses.items() if i in after and before.get(i) == after[i]}
 
     async def _reload(self) -> None:
-        """Load mappings and check them (metadata only); call outside the lock."""
+        """Load mappings (shown at once), then check them (metadata only); call outside the lock."""
         views = await rx.run_in_thread(providers.list_mappings)
-        statuses = await rx.run_in_thread(providers.validate)
         async with self:
             self._forget_stale(views)
             self._views = views
-            self._set_statuses(statuses)
             self.load_error = ""
+            self._rebuild()
+        statuses = await rx.run_in_thread(partial(providers.validate, items=views))
+        async with self:
+            self._set_statuses(statuses)
             self._rebuild()
 
     # ------------------------------------------------------------------------------------------ load

@@ -11,6 +11,7 @@ import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -37,6 +38,8 @@ _RESERVED_PREFIXES = ("LD_", "DYLD_", "PYTHON", "STACKQL_INVENTORY_")
 # How many rows a probe may return; it only needs to prove the credentials work.
 _PROBE_ROW_LIMIT = 1000
 _TEST_TIMEOUT_S = 120.0
+# Secret checks in flight at once (each is one `list_secrets` call on Databricks).
+_VALIDATE_WORKERS = 8
 
 STATE_LABELS = {
     secrets.SecretState.OK: "OK",
@@ -318,15 +321,21 @@ def _status(m: MappingView, backend: secrets.SecretsBackend) -> MappingStatus:
     return MappingStatus(m.id, m.provider, m.env_var_name, st.state.value, STATE_LABELS[st.state], message)
 
 
-def validate(provider: str | None = None, backend: secrets.SecretsBackend | None = None) -> list[MappingStatus]:
+def validate(provider: str | None = None, backend: secrets.SecretsBackend | None = None, *,
+             items: Sequence[MappingView] | None = None, workers: int = _VALIDATE_WORKERS) -> list[MappingStatus]:
     """Status of every mapping (of `provider`, or all): does its secret exist and may the app read it.
 
     Only metadata is consulted (file presence and access, or the scope's key list on Databricks);
-    no value is read.
+    no value is read. `items` skips loading the mappings; checks run on up to `workers` threads
+    (one Databricks call each), in the mappings' order.
     """
     backend = backend or secrets.backend_for()
-    items = [m for m in list_mappings() if provider is None or m.provider == provider]
-    statuses = [_status(m, backend) for m in items]
+    chosen = [m for m in (list_mappings() if items is None else items) if provider is None or m.provider == provider]
+    if workers > 1 and len(chosen) > 1:
+        with ThreadPoolExecutor(max_workers=min(workers, len(chosen)), thread_name_prefix="validate") as pool:
+            statuses = list(pool.map(lambda m: _status(m, backend), chosen))
+    else:
+        statuses = [_status(m, backend) for m in chosen]
     log.info("provider_mappings_validated provider=%s ok=%d total=%d", provider or "*",
              sum(s.state == secrets.SecretState.OK.value for s in statuses), len(statuses))
     return statuses
