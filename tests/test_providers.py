@@ -229,7 +229,7 @@ def test_status_goes_from_missing_to_ok_when_the_value_is_set(db, world) -> None
     assert after["AWS_ACCESS_KEY_ID"].state == "ok"
     assert after["AWS_SECRET_ACCESS_KEY"].state == "missing"
     assert after["AWS_SECRET_ACCESS_KEY"].message == (
-        "AWS_SECRET_ACCESS_KEY: Secret 'aws-key' is not set in scope 'inv'. Save it on the Providers page, "
+        "Secret 'aws-key' is not set in scope 'inv'. Save it on the Providers page, "
         "then retry.")
     assert secrets.backend_for().get("inv", "aws-id") == "AKIA-new"  # surrounding whitespace dropped
 

@@ -315,10 +315,7 @@ def set_value(actor: Identity, mapping_id: int, value: str,
 # ----------------------------------------------------------------------------------------- checks
 def _status(m: MappingView, backend: secrets.SecretsBackend) -> MappingStatus:
     st = backend.status(m.secret_scope, m.secret_key)
-    message = st.message
-    if not st.ok:
-        message = f"{m.env_var_name}: {message}"
-    return MappingStatus(m.id, m.provider, m.env_var_name, st.state.value, STATE_LABELS[st.state], message)
+    return MappingStatus(m.id, m.provider, m.env_var_name, st.state.value, STATE_LABELS[st.state], st.message)
 
 
 def validate(provider: str | None = None, backend: secrets.SecretsBackend | None = None, *,
