@@ -43,6 +43,10 @@ class ProvidersState(rx.State):
     backend: str = "local"
     # Which validation is running ('' none, '*' all, else a provider).
     validating: str = ""
+    # The outcome of the last action, shown under the heading (kept inline: toasts would cover row buttons).
+    notice: str = ""
+    # 'success', 'warning' or 'error': how the notice is coloured.
+    notice_kind: str = "success"
 
     # --- mapping form (new / edit) ---
     # Whether the mapping dialog is open.
@@ -171,7 +175,8 @@ class ProvidersState(rx.State):
         """Open the form on one mapping."""
         m = next((v for v in self._views if str(v.id) == mapping_id), None)
         if m is None:
-            return rx.toast.error("That mapping no longer exists. Reload the page.")
+            self.notice, self.notice_kind = "That mapping no longer exists. Reload the page.", "error"
+            return
         self.form_mode, self.form_edit_id, self.form_error, self.form_notes = "edit", mapping_id, "", ""
         self.form_provider, self.form_preset = m.provider, ""
         self.form_lines = [_line(m.env_var_name, m.secret_scope, m.secret_key)]
@@ -236,7 +241,7 @@ class ProvidersState(rx.State):
             return
         async with self:
             self.form_saving, self.form_open = False, False
-        yield rx.toast.success(notice)
+            self.notice, self.notice_kind = notice, "success"
         await self._reload_quietly()
 
     async def _reload_quietly(self) -> None:
@@ -252,7 +257,8 @@ class ProvidersState(rx.State):
         """Open the set-value dialog for one mapping (local backend)."""
         m = next((v for v in self._views if str(v.id) == mapping_id), None)
         if m is None:
-            return rx.toast.error("That mapping no longer exists. Reload the page.")
+            self.notice, self.notice_kind = "That mapping no longer exists. Reload the page.", "error"
+            return
         self.value_mapping_id, self.value_error = mapping_id, ""
         self.value_target = f"{m.env_var_name} of {m.provider} → secret {m.secret_scope}/{m.secret_key}"
         self.value_open = True
@@ -282,7 +288,8 @@ class ProvidersState(rx.State):
             self.value_saving, self.value_open = False, False
             self._set_statuses([status])
             self._rebuild()
-        yield rx.toast.success(f"Saved the value of {status.env_var_name}. It is not shown again.")
+            self.notice = f"Saved the value of {status.env_var_name}. It is not shown again."
+            self.notice_kind = "success"
         # Other mappings may read the same secret: refresh every status.
         await self._reload_quietly()
 
@@ -299,17 +306,18 @@ class ProvidersState(rx.State):
         except UserFacingError as e:
             async with self:
                 self.validating = ""
-            yield rx.toast.error(e.message)
+                self.notice, self.notice_kind = e.message, "error"
             return
+        bad = sum(s.state != "ok" for s in statuses)
         async with self:
             self.validating = ""
             self._set_statuses(statuses)
             self._rebuild()
-        bad = sum(s.state != "ok" for s in statuses)
-        if bad:
-            yield rx.toast.warning(f"{bad} of {len(statuses)} credentials need attention.")
-        else:
-            yield rx.toast.success(f"All {len(statuses)} credentials are in place.")
+            if bad:
+                self.notice = f"{bad} of {len(statuses)} credentials need attention: see the status of each row."
+                self.notice_kind = "warning"
+            else:
+                self.notice, self.notice_kind = f"All {len(statuses)} credentials are in place.", "success"
 
     @rx.event(background=True)
     async def test_connection(self, form_data: dict[str, Any]):
@@ -336,9 +344,15 @@ class ProvidersState(rx.State):
         """Ask for confirmation before deleting a mapping."""
         m = next((v for v in self._views if str(v.id) == mapping_id), None)
         if m is None:
-            return rx.toast.error("That mapping no longer exists. Reload the page.")
+            self.notice, self.notice_kind = "That mapping no longer exists. Reload the page.", "error"
+            return
         self.delete_id = mapping_id
         self.delete_target = f"{m.env_var_name} of {m.provider} (secret {m.secret_scope}/{m.secret_key})"
+
+    @rx.event
+    def dismiss_notice(self):
+        """Hide the notice."""
+        self.notice = ""
 
     @rx.event
     def cancel_delete(self):
@@ -356,8 +370,11 @@ class ProvidersState(rx.State):
         try:
             view = await rx.run_in_thread(partial(providers.delete_mapping, actor, int(mapping_id)))
         except UserFacingError as e:
-            yield rx.toast.error(e.message)
+            async with self:
+                self.notice, self.notice_kind = e.message, "error"
             return
-        yield rx.toast.success(f"Removed {view.env_var_name} of {view.provider}. The secret "
-                               f"{view.secret_scope}/{view.secret_key} was kept.")
+        async with self:
+            self.notice = (f"Removed {view.env_var_name} of {view.provider}. The secret "
+                           f"{view.secret_scope}/{view.secret_key} was kept.")
+            self.notice_kind = "success"
         await self._reload_quietly()

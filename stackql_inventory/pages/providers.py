@@ -32,6 +32,27 @@ def _backend_help() -> rx.Component:
     )
 
 
+def _notice() -> rx.Component:
+    color = rx.match(ProvidersState.notice_kind, ("warning", "amber"), ("error", "red"), "green")
+    icon = rx.match(ProvidersState.notice_kind, ("success", rx.icon("circle-check", size=16)),
+                    rx.icon("triangle-alert", size=16))
+    return rx.cond(
+        ProvidersState.notice != "",
+        rx.callout.root(
+            rx.callout.icon(icon),
+            rx.hstack(
+                rx.callout.text(ProvidersState.notice),
+                rx.spacer(),
+                rx.icon_button(rx.icon("x", size=14), size="1", variant="ghost", color_scheme="gray",
+                               on_click=ProvidersState.dismiss_notice, title="Dismiss"),
+                width="100%", align="center",
+            ),
+            color_scheme=color, size="1", width="100%",
+            custom_attrs={"data-testid": "provider-notice", "data-kind": ProvidersState.notice_kind},
+        ),
+    )
+
+
 def _actions() -> rx.Component:
     return rx.hstack(
         rx.cond(
@@ -52,6 +73,7 @@ def page() -> rx.Component:
         "Providers",
         _backend_help(),
         error_text(ProvidersState.load_error),
+        _notice(),
         rx.cond(
             ProvidersState.mappings.length() > 0,
             rx.vstack(rx.foreach(ProvidersState.cards, provider_card), spacing="4", width="100%"),

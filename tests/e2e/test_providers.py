@@ -183,6 +183,8 @@ def test_edit_then_delete_with_confirmation(page: Page, clean: sa.Engine, app_en
     _row(page, "OKTA_API_TOKEN").get_by_test_id("provider-delete").click()
     page.get_by_test_id("provider-delete-confirm").click()
     expect(page.get_by_test_id("providers-empty")).to_be_visible()
+    expect(page.get_by_test_id("provider-notice")).to_contain_text(
+        "Removed OKTA_API_TOKEN of okta. The secret stackql-inventory/okta-other was kept.")
     assert _mappings(clean) == []
     kept = Path(app_env["STACKQL_INVENTORY_DATA_DIR"]) / "secrets" / "stackql-inventory" / "okta-api-token"
     assert kept.read_text() == "00okta-e2e-token"
