@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     secret_scope: str = Field("stackql-inventory", validation_alias=_env("STACKQL_INVENTORY_SECRET_SCOPE"))
     max_concurrent_runs: int = Field(2, ge=1, validation_alias=_env("STACKQL_INVENTORY_MAX_CONCURRENT_RUNS"))
     scheduler_enabled: bool = Field(True, validation_alias=_env("STACKQL_INVENTORY_SCHEDULER"))
-    # Comma-separated users (email or name) or groups allowed to write; "*" means everyone.
+    # Comma-separated users (email or name) or groups (`group:<name>`) allowed to write; "*" means everyone.
     editors: str = Field("*", validation_alias=_env("STACKQL_INVENTORY_EDITORS"))
 
     # --- AI ------------------------------------------------------------------------------------
@@ -124,12 +124,18 @@ class Settings(BaseSettings):
         return self.stackql_download_dir_raw or self.data_dir / "stackql"
 
     @property
+    def stackql_approot(self) -> Path:
+        """stackql's own state (installed providers, caches): the --approot of every stackql child."""
+        return self.data_dir / "stackql-approot"
+
+    @property
     def uses_lakebase(self) -> bool:
-        return self.database_url is None and bool(self.pghost)
+        """PGHOST (an app's database resource) or a Lakebase endpoint/instance alone (a job), without DATABASE_URL."""
+        return self.database_url is None and bool(self.pghost or self.lakebase_endpoint or self.lakebase_instance)
 
     @property
     def uses_embedded_db(self) -> bool:
-        return self.database_url is None and not self.pghost
+        return self.database_url is None and not self.uses_lakebase
 
     @property
     def serve_port(self) -> int:
