@@ -5,9 +5,9 @@ from __future__ import annotations
 import reflex as rx
 
 from stackql_inventory import formatting
-from stackql_inventory.services import identity, inventory_matviews
+from stackql_inventory.services import inventory_matviews
 from stackql_inventory.services.errors import UserFacingError
-from stackql_inventory.state.app_state import AppState
+from stackql_inventory.state.app_state import AppState, current_identity
 
 EXAMPLE = ("SELECT region, count(*) AS instances\nFROM aws_ec2_instances\nGROUP BY region")
 
@@ -60,9 +60,6 @@ class MatviewsState(rx.State):
             ]
             self.loading = False
 
-    def _who(self) -> identity.Identity:
-        return identity.from_headers(dict(self.router.headers.raw_headers))
-
     @rx.event
     def set_new_name(self, value: str):
         self.new_name = value
@@ -81,7 +78,7 @@ class MatviewsState(rx.State):
         async with self:
             if self.creating:
                 return
-            name, text, who = self.new_name, self.new_sql, self._who()
+            name, text, who = self.new_name, self.new_sql, current_identity(self)
             self.creating, self.create_error, self.message = True, "", f"Creating {name}…"
         try:
             view = await rx.run_in_thread(lambda: inventory_matviews.create_matview(name, text, who))
@@ -101,7 +98,7 @@ class MatviewsState(rx.State):
         async with self:
             if self.busy:
                 return
-            self.busy, self.error, self.message, who = name, "", f"Refreshing {name}…", self._who()
+            self.busy, self.error, self.message, who = name, "", f"Refreshing {name}…", current_identity(self)
         try:
             result = await rx.run_in_thread(lambda: inventory_matviews.refresh_matview(name, who))
         except UserFacingError as e:
@@ -123,7 +120,7 @@ class MatviewsState(rx.State):
             if self.busy:
                 return
             cols = [c.strip() for c in self.index_columns.get(name, "").split(",")]
-            self.busy, self.error, self.message, who = name, "", f"Indexing {name}…", self._who()
+            self.busy, self.error, self.message, who = name, "", f"Indexing {name}…", current_identity(self)
         try:
             await rx.run_in_thread(lambda: inventory_matviews.create_unique_index(name, cols, who))
         except UserFacingError as e:

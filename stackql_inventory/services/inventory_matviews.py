@@ -179,13 +179,13 @@ def _count(s: object, name: str) -> int | None:
     return estimate_rows(rel.reltuples, rel.relpages, rel.heap_bytes, inventory_catalog.block_size(s))
 
 
-def create_matview(name: str, select_sql: str, who: Identity) -> Matview:
+def create_matview(name: str, select_sql: str, actor: Identity) -> Matview:
     """Create and populate `stackql_inventory.<name>` from a read-only SELECT over inventory objects.
 
     Raises VALIDATION (with the reason) for anything but such a SELECT, CONFLICT when the name is taken,
     PERMISSION for read-only users, TIMEOUT when populating takes longer than CREATE_TIMEOUT_S.
     """
-    require_editor(who, "create materialized views")
+    require_editor(actor, "create materialized views")
     name = check_view_name(name)
     checked = validate_select(select_sql)
     with session_scope() as s:
@@ -216,10 +216,10 @@ def create_matview(name: str, select_sql: str, who: Identity) -> Matview:
         inventory_matviews.analyze(s, name)
         rows = _count(s, name)
         inventory_matviews.comment(s, name, (
-            f"Materialized view over stackql_inventory, created by {who.user} in the inventory browser on "
+            f"Materialized view over stackql_inventory, created by {actor.user} in the inventory browser on "
             f"{formatting.timestamp(datetime.now(UTC))}. Refresh it from the inventory page."))
-        inventory_runs.record_refresh(s, name, who.user, duration_s=time.perf_counter() - started, rows=rows)
-    log.info("matview created name=%s by=%s relations=%s", name, who.user, ",".join(checked.relations))
+        inventory_runs.record_refresh(s, name, actor.user, duration_s=time.perf_counter() - started, rows=rows)
+    log.info("matview created name=%s by=%s relations=%s", name, actor.user, ",".join(checked.relations))
     return next(m for m in list_matviews() if m.name == name)
 
 
@@ -231,12 +231,12 @@ def _get(name: str) -> Matview:
                           ErrorKind.NOT_FOUND)
 
 
-def refresh_matview(name: str, who: Identity) -> RefreshResult:
+def refresh_matview(name: str, actor: Identity) -> RefreshResult:
     """REFRESH the view — CONCURRENTLY (readers keep the old rows meanwhile) when it has a unique index.
 
     Recorded in the run ledger; a second refresh of the same view while one runs is refused (CONFLICT).
     """
-    require_editor(who, "refresh materialized views")
+    require_editor(actor, "refresh materialized views")
     view = _get(name)
     concurrently = view.can_refresh_concurrently
     started = time.perf_counter()
@@ -249,7 +249,7 @@ def refresh_matview(name: str, who: Identity) -> RefreshResult:
                 raise UserFacingError(f"{name} is being refreshed already; wait for that refresh to finish.",
                                       ErrorKind.CONFLICT)
             with session_scope() as ledger:  # committed now, so others see the refresh running
-                run_id = inventory_runs.start_refresh(ledger, name, who.user)
+                run_id = inventory_runs.start_refresh(ledger, name, actor.user)
             inventory_matviews.set_guards(s, REFRESH_TIMEOUT_S)
             inventory_matviews.populate(s, name, concurrently=concurrently)
             inventory_matviews.analyze(s, name)
@@ -267,9 +267,9 @@ def refresh_matview(name: str, who: Identity) -> RefreshResult:
     return RefreshResult(name, concurrently, duration, rows)
 
 
-def create_unique_index(name: str, columns: list[str], who: Identity) -> Matview:
+def create_unique_index(name: str, columns: list[str], actor: Identity) -> Matview:
     """Add a unique index on `columns`, which lets the view refresh CONCURRENTLY."""
-    require_editor(who, "change materialized views")
+    require_editor(actor, "change materialized views")
     view = _get(name)
     cols = [c.strip() for c in columns if c.strip()]
     if not cols:
