@@ -61,8 +61,6 @@ class Settings(BaseSettings):
     stackql_download_dir_raw: Path | None = Field(None, validation_alias=_env("STACKQL_DOWNLOAD_DIR"))
     row_limit: int = Field(100_000, ge=1, validation_alias=_env("STACKQL_INVENTORY_ROW_LIMIT"))
     query_timeout_s: float = Field(300.0, gt=0, validation_alias=_env("STACKQL_INVENTORY_QUERY_TIMEOUT"))
-    # stackql's own state (installed providers, caches): the --approot of every stackql child.
-    stackql_approot_raw: Path | None = Field(None, validation_alias=_env("STACKQL_INVENTORY_STACKQL_APPROOT"))
     # How long pystackql may take to provision (download) the binary before we give up.
     stackql_install_timeout_s: float = Field(
         120.0, gt=0, validation_alias=_env("STACKQL_INVENTORY_INSTALL_TIMEOUT")
@@ -127,7 +125,8 @@ class Settings(BaseSettings):
 
     @property
     def stackql_approot(self) -> Path:
-        return self.stackql_approot_raw or self.data_dir / "stackql-approot"
+        """stackql's own state (installed providers, caches): the --approot of every stackql child."""
+        return self.data_dir / "stackql-approot"
 
     @property
     def uses_lakebase(self) -> bool:

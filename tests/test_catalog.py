@@ -18,6 +18,7 @@ from stackql_inventory.services.errors import ErrorKind, UserFacingError
 from tests.fixtures_engine import fake_download_dir, make_engine
 
 __all__ = ["fake_download_dir", "make_engine"]  # fixtures re-exported for pytest
+pytestmark = pytest.mark.timeout(120)  # a hung child must fail the test, not the run
 
 
 class Counting:

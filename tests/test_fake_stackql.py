@@ -19,6 +19,7 @@ from tests.fakes.install import install_fake_stackql, read_invocations
 from tests.fixtures_engine import AWS_ENV, GOOGLE_ENV, fake_download_dir, free_port, minimal_env, wait_for_port
 
 __all__ = ["fake_download_dir"]  # fixture re-exported for pytest
+pytestmark = pytest.mark.timeout(120)  # a hung child must fail the test, not the run
 
 MISSING_PARAMS = (
     "cannot find matching operation, possible causes include missing required parameters or an unsupported method "

@@ -556,20 +556,24 @@ class _Srv:
         self.retired = False
         self._idle: list[Any] = []
         self._lock = threading.Lock()
-        self._stderr: deque[str] = deque(maxlen=50)
-        self.port = _free_port()
-        argv = [*argv[:2], "--pgsrv.address=127.0.0.1", f"--pgsrv.port={self.port}", *argv[2:]]
-        self.proc = subprocess.Popen(
-            argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            close_fds=True)
-        threading.Thread(target=self._drain, name="stackql-srv-stderr", daemon=True).start()
-        self._wait_ready(start_timeout_s, secrets)
+        for attempt in (1, 2, 3):
+            # A free port can be taken between choosing it and stackql binding it: choose again.
+            self.port = _free_port()
+            self._stderr: deque[str] = deque(maxlen=50)
+            self.proc = subprocess.Popen(
+                [*argv[:2], "--pgsrv.address=127.0.0.1", f"--pgsrv.port={self.port}", *argv[2:]], env=env,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True)
+            threading.Thread(target=self._drain, args=(self.proc, self._stderr), name="stackql-srv-stderr",
+                             daemon=True).start()
+            if self._wait_ready(start_timeout_s, secrets, last_attempt=attempt == 3):
+                break
         log.info("stackql srv started pid=%s port=%s", self.proc.pid, self.port)
 
-    def _drain(self) -> None:
-        assert self.proc.stderr is not None
-        for raw in self.proc.stderr:
-            self._stderr.append(raw.decode("utf-8", "replace").rstrip())
+    @staticmethod
+    def _drain(proc: subprocess.Popen[bytes], lines: deque[str]) -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            lines.append(raw.decode("utf-8", "replace").rstrip())
 
     def stderr_tail(self, secrets: list[str]) -> str:
         return redact("\n".join(self._stderr), secrets)
@@ -584,20 +588,23 @@ class _Srv:
         conn.autocommit = True
         return conn
 
-    def _wait_ready(self, timeout_s: float, secrets: list[str]) -> None:
+    def _wait_ready(self, timeout_s: float, secrets: list[str], last_attempt: bool) -> bool:
+        """True once a connection succeeds; False when the port was taken (try another)."""
         import psycopg2
 
         deadline = time.monotonic() + timeout_s
         while True:
             if self.proc.poll() is not None:
                 time.sleep(0.05)  # let the drain thread collect the last words
+                if not last_attempt and "address already in use" in "\n".join(self._stderr):
+                    return False
                 raise UserFacingError(
                     f"The stackql server exited at start-up (code {self.proc.returncode}): "
                     f"{self.stderr_tail(secrets) or 'no message'}. Check the provider auth settings, then retry.",
                     ErrorKind.CONFIG)
             try:
                 self._idle.append(self._connect(1.0))
-                return
+                return True
             except psycopg2.OperationalError:
                 if time.monotonic() >= deadline:
                     self.stop()
@@ -965,8 +972,10 @@ class Engine:
         """Run exactly one statement and return its result.
 
         `provider_env` maps env var names to credential values for the stackql child (None: a
-        metadata query needing none; the interactive srv is reused as is). `auth` is stackql's
-        `--auth` object (env var *names* only). `run_id` makes the query cancellable with cancel().
+        metadata query needing none; the interactive srv is reused as is). Interactive callers pass
+        the variables of all configured providers: one warm server holds them all, and a different
+        set restarts it. `auth` is stackql's `--auth` object (env var *names* only). `run_id` makes
+        the query cancellable with cancel().
         """
         statement = prepare_statement(query)
         env = _check_env(provider_env)
@@ -984,10 +993,13 @@ class Engine:
         """Run one statement with `stackql exec --output jsonl` and stream its rows (batch path).
 
         `with engine.stream(q, env, limits) as s:` then iterate `s.rows` (tuples aligned to `s.columns`).
+        Without `limits` there is no row cap (an inventory table must not be cut silently) and the
+        configured timeout applies; the timeout covers the whole stream, the consumer's time included.
         """
         statement = prepare_statement(query)
         env = _check_env(provider_env)
-        return self._open_stream(statement, env, limits or self.default_limits, run_id, _auth_json(auth))
+        limits = limits or QueryLimits(row_limit=None, timeout_s=self.default_limits.timeout_s)
+        return self._open_stream(statement, env, limits, run_id, _auth_json(auth))
 
     def close(self) -> None:
         """Stop the srv child; the engine may be used again afterwards (it restarts on demand)."""
