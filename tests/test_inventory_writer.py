@@ -207,6 +207,9 @@ def test_new_columns_are_added_and_vanished_columns_kept(db):
                                                        "size", "created"]
     assert dict(columns_of(db, "evolve"))["size"] == "bigint"
     assert rows(db, f"SELECT id, name, size FROM {S}.evolve") == [(2, None, 10)]
+    again = write("evolve", ["id", "name"], [("3", "c")], run=3)  # fewer columns: the others stay, NULL
+    assert again.added_columns == () and not again.created
+    assert rows(db, f"SELECT id, name, size, created FROM {S}.evolve") == [(3, "c", None, None)]
 
 
 def test_new_columns_in_history_and_append_modes(db):
@@ -493,6 +496,15 @@ def test_the_advisory_lock_is_per_target_and_released(db):
     with w.open_target(S, "locked"):
         pass
     assert w.lock_key(S, "a") != w.lock_key(S, "b") and w.lock_key(S, "a") != w.lock_key("other", "a")
+
+
+def test_a_target_can_be_reopened_at_once(db):
+    # The lock is released before the session closes: the next run never finds a stale holder.
+    for run in range(1, 31):
+        with w.open_target(S, "again") as target:
+            target.write(["id"], iter([(str(run),)]), mode="replace", run_id=run, collected_at=at(run))
+    assert scalar(db, f"SELECT id FROM {S}.again") == 30
+    assert scalar(db, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
 
 
 def test_a_waiting_writer_runs_after_the_holder(db):

@@ -17,9 +17,11 @@ Write modes (every row carries `_stackql_run_id bigint` and `_stackql_collected_
   `_row_hash text`, `_valid_from timestamptz`, `_valid_to timestamptz` (NULL = current),
   `_first_seen`, `_last_seen timestamptz`, `_is_deleted boolean`, `_closed_by_run_id bigint`
   (run that closed the version, NULL while current). A resource is identified by its key: the
-  schedule's key columns (`_key_hash` = md5 of their JSON array), or, without key columns, the
-  whole row (`_key_hash` = `_row_hash`, numbered when identical rows repeat). `_row_hash` is the md5
-  of the row's non-null result columns as a JSON object. A run at time T (its
+  schedule's key columns (`_key_hash` = md5 of their values as a PostgreSQL record text), or,
+  without key columns, the whole row (`_key_hash` = `_row_hash`; a repeated identical row gets
+  md5(`_row_hash` || ':' || n)). `_row_hash` is the md5 of the row's result columns (by name, as
+  PostgreSQL prints the record: NULL and '' differ), so a query that gains or loses a column opens
+  a new version of every resource once. A run at time T (its
   `_stackql_collected_at`) with run id R:
     * seen and unchanged: the current version gets `_last_seen = T`;
     * new, changed, or back after a deletion: the current version (if any) is closed
@@ -1008,10 +1010,12 @@ class _Connection:
         self.raw.commit()
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.raw.rollback()
-        with contextlib.suppress(Exception):
-            self._pooled.close()
+        """Close the session itself (the server rolls back anything open and drops its advisory locks)."""
+        try:
+            self.raw.close()
+        except Exception as exc:  # the socket may already be gone: the server cleans up either way
+            log.warning("inventory writer connection close failed error=%s", type(exc).__name__)
+        self._pooled = None
 
 
 @contextlib.contextmanager
@@ -1024,8 +1028,9 @@ def open_target(schema: str, table: str, *, wait: bool = False) -> Iterator[Targ
     validate_name(schema, "schema")
     validate_name(table, "table")
     conn = _Connection()
+    key = lock_key(schema, table)
+    got = False
     try:
-        key = lock_key(schema, table)
         with conn.raw.cursor() as cur:
             if wait:
                 cur.execute("SELECT pg_advisory_lock(%s)", (key,))
@@ -1038,7 +1043,17 @@ def open_target(schema: str, table: str, *, wait: bool = False) -> Iterator[Targ
             raise TargetBusy(f"{schema}.{table}")
         yield TargetSession(conn.raw, schema, table)
     finally:
-        conn.close()  # ends the session: the advisory lock goes with it
+        if got:
+            # Unlock explicitly: a closed session's locks are released only once its server process
+            # has wound down, a few milliseconds later, and the next run may already be asking.
+            try:
+                conn.raw.rollback()
+                with conn.raw.cursor() as cur:
+                    cur.execute("SELECT pg_advisory_unlock(%s)", (key,))
+                conn.raw.commit()
+            except Exception as exc:  # a dead connection: the server releases the lock itself
+                log.warning("advisory unlock failed table=%s.%s error=%s", schema, table, type(exc).__name__)
+        conn.close()
 
 
 def write(schema: str, table: str, columns: Sequence[str], rows: Iterable[Sequence[str | None]], *, mode: str,
