@@ -31,7 +31,8 @@ AWS_ENV = {
 GOOGLE_ENV = {
     "GOOGLE_CREDENTIALS": '{"type": "service_account", "project_id": "stackql-demo", '
                           '"private_key": "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\\n'
-                          '-----END PRIVATE KEY-----\\n", "client_email": "it\'s-me@stackql-demo.iam.gserviceaccount.com"}',
+                          '-----END PRIVATE KEY-----\\n", '
+                          '"client_email": "it\'s-me@stackql-demo.iam.gserviceaccount.com"}',
 }
 
 

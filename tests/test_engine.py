@@ -539,7 +539,8 @@ def test_stream_200k_rows_without_buffering(fake_engine):
 def test_stream_raises_an_error_seen_mid_stream(fake_engine):
     got = 0
     with pytest.raises(UserFacingError) as err:
-        with fake_engine.stream("SELECT item_id FROM synthetic.bulk.items WHERE count = 50000 AND fail_at = 30000") as s:
+        query = "SELECT item_id FROM synthetic.bulk.items WHERE count = 50000 AND fail_at = 30000"
+        with fake_engine.stream(query) as s:
             for _ in s.rows:
                 got += 1
     assert err.value.kind is ErrorKind.UPSTREAM and "503" in err.value.message

@@ -67,7 +67,8 @@ def test_version_prints_three_lines_pystackql_can_parse(stackql):
 @pytest.mark.parametrize("args", [
     pytest.param(["exec", EC2_WEST, *PYSTACKQL_DEFAULT_FLAGS], id="pystackql-order"),
     pytest.param(["--output=json", "exec", "--apirequesttimeout=10", EC2_WEST], id="flags-first-equals-form"),
-    pytest.param(["exec", "-o", "json", EC2_WEST, "--http.log.enabled", "--tls.allowInsecure=true"], id="short-and-bools"),
+    pytest.param(["exec", "-o", "json", EC2_WEST, "--http.log.enabled", "--tls.allowInsecure=true"],
+                 id="short-and-bools"),
     pytest.param(["exec", "-ojson", "--indirect.depth.max", "5", "--", EC2_WEST], id="attached-short-and-dashdash"),
 ])
 def test_exec_accepts_flags_in_any_order_and_form(stackql, args):
@@ -109,7 +110,8 @@ def test_bad_config_flags_exit_1(stackql, flag, value, message):
 
 def test_valid_config_flags_are_accepted(stackql):
     proc = stackql("exec", "SELECT 1 AS x", "--output", "json",
-                   "--registry", '{"url": "file:///tmp/registry", "localDocRoot": "/tmp/registry", "verifyConfig": {"nopVerify": true}}',
+                   "--registry", '{"url": "file:///tmp/registry", "localDocRoot": "/tmp/registry", '
+                                 '"verifyConfig": {"nopVerify": true}}',
                    "--sqlBackend", "{}", "--auth", '{"google": {"type": "service_account", "credentialsenvvar": "GC"}}')
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, '[{"x":"1"}]', "")
 
@@ -164,8 +166,10 @@ def test_query_errors_go_to_stderr_with_exit_0(stackql, query, env, stderr):
 @pytest.mark.parametrize("query, env, missing", [
     ("SELECT * FROM aws.s3.buckets WHERE region = 'us-east-1'", {"AWS_ACCESS_KEY_ID": "x"}, "AWS_SECRET_ACCESS_KEY"),
     ("SELECT * FROM google.storage.buckets WHERE project = 'acme-prod'", {}, "GOOGLE_CREDENTIALS"),
-    ("SELECT * FROM azure.resources.resource_groups WHERE subscriptionId = 'x'", {"AZURE_TENANT_ID": "t"}, "AZURE_CLIENT_ID"),
-    ("SELECT * FROM github.orgs.orgs WHERE org = 'stackql'", {"STACKQL_GITHUB_USERNAME": "u"}, "STACKQL_GITHUB_PASSWORD"),
+    ("SELECT * FROM azure.resources.resource_groups WHERE subscriptionId = 'x'", {"AZURE_TENANT_ID": "t"},
+     "AZURE_CLIENT_ID"),
+    ("SELECT * FROM github.orgs.orgs WHERE org = 'stackql'", {"STACKQL_GITHUB_USERNAME": "u"},
+     "STACKQL_GITHUB_PASSWORD"),
     ("SELECT * FROM okta.user.users WHERE subdomain = 'acme'", {}, "OKTA_API_TOKEN"),
     ("SELECT * FROM cloudflare.zones.zones", {}, "CLOUDFLARE_API_TOKEN"),
     ("SELECT * FROM databricks_workspace.compute.clusters WHERE deployment_name = 'd'",
@@ -184,7 +188,8 @@ def test_auth_renames_the_credential_variables(stackql):
     renamed = {"MY_KEY_ID": "k", "MY_SECRET": "s", "OKTA_TOKEN_PROD": "t"}
     ok = stackql("exec", EC2_WEST, "--auth", auth, "-o", "json", env=renamed)
     assert len(json.loads(ok.stdout)) == 3
-    users = stackql("exec", "SELECT id FROM okta.user.users WHERE subdomain = 'acme'", "--auth", auth, "-o", "json", env=renamed)
+    users = stackql("exec", "SELECT id FROM okta.user.users WHERE subdomain = 'acme'", "--auth", auth, "-o", "json",
+                    env=renamed)
     assert len(json.loads(users.stdout)) == 1
     # The default names no longer count once --auth renames them.
     refused = stackql("exec", EC2_WEST, "--auth", auth, "-o", "json", env=AWS_ENV)
@@ -291,12 +296,14 @@ def test_synthetic_bulk_rows_are_typed_deterministic_and_complete(stackql):
     assert sorted(rows[0]) == sorted(data_columns + ["count", "seed", "fail_at"])
     assert all(isinstance(v, str) for r in rows for k, v in r.items() if k not in ("weight_kg", "fail_at"))
     assert rows[0]["weight_kg"] is None and rows[1]["weight_kg"] is not None  # NULL every 17th row
-    assert rows[1]["is_active"] in ("true", "false") and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", rows[1]["created_at"])
+    assert rows[1]["is_active"] in ("true", "false")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", rows[1]["created_at"])
     assert json.loads(rows[1]["attributes"])["zone"] == "zone-1" and float(rows[1]["price"]) >= 0
 
 
 def test_synthetic_failure_after_rows_reports_503(stackql):
-    proc = stackql("exec", "SELECT item_id FROM synthetic.bulk.items WHERE count = 5000 AND fail_at = 4500", "-o", "jsonl")
+    proc = stackql("exec", "SELECT item_id FROM synthetic.bulk.items WHERE count = 5000 AND fail_at = 4500",
+                   "-o", "jsonl")
     assert 0 < len(proc.stdout.splitlines()) <= 4500
     assert proc.stderr.startswith("http response status code: 503")
 
@@ -498,7 +505,8 @@ def test_pystackql_finds_the_stand_in_and_reads_its_version(pystackql_client, fa
                  [{"error": "could not locate table 'aws.ec2.nope'\n"}], id="error-only-when-unsuppressed"),
     pytest.param("SELECT 'a' AS x -- comment\n, 'b' AS y", {}, [{"x": "a"}], id="newline-comment-swallows-rest"),
     pytest.param("SELECT 'line1\nline2' AS x", {}, [{"x": "line1 line2"}], id="newlines-become-spaces"),
-    pytest.param("SELECT 1 AS a; SELECT 2 AS b", {"suppress_errors": False}, "Invalid JSON format", id="multi-statement"),
+    pytest.param("SELECT 1 AS a; SELECT 2 AS b", {"suppress_errors": False}, "Invalid JSON format",
+                 id="multi-statement"),
 ])
 def test_pystackql_pitfalls_reproduce(pystackql_client, query, kwargs, expected):
     result = pystackql_client.execute(query, **kwargs)

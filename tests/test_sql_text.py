@@ -42,7 +42,8 @@ def test_split_statements(text, expected):
 def test_statements_carry_their_offsets():
     text = "  SELECT 1 ;\n\nSHOW PROVIDERS;"
     found = statements(text)
-    assert [(s.text, text[s.start:s.end]) for s in found] == [("SELECT 1", "SELECT 1"), ("SHOW PROVIDERS", "SHOW PROVIDERS")]
+    assert [(s.text, text[s.start:s.end]) for s in found] == [
+        ("SELECT 1", "SELECT 1"), ("SHOW PROVIDERS", "SHOW PROVIDERS")]
 
 
 EDITOR = "SELECT 1;\nSELECT 'a;b' AS x\nFROM t;\n\n\nSHOW PROVIDERS"
@@ -90,7 +91,8 @@ def test_statement_at_edges(text, offset, expected):
     ("SHOW SERVICES IN go|", CompletionContext("provider", partial="go")),
     ("SHOW SERVICES IN google.|", CompletionContext("none")),
     ("SHOW EXTENDED RESOURCES IN google.co|", CompletionContext("service", partial="co", provider="google")),
-    ("SHOW METHODS IN github.repos.re|", CompletionContext("resource", partial="re", provider="github", service="repos")),
+    ("SHOW METHODS IN github.repos.re|",
+     CompletionContext("resource", partial="re", provider="github", service="repos")),
     ("INSERT INTO aws.|", CompletionContext("service", provider="aws")),
     ("SELECT | FROM aws.ec2.instances i", CompletionContext("column", resources=("aws.ec2.instances",))),
     ("SELECT i.| FROM aws.ec2.instances i JOIN aws.ec2.volumes v ON 1=1",
@@ -98,7 +100,8 @@ def test_statement_at_edges(text, offset, expected):
     ("SELECT v.si| FROM aws.ec2.instances i JOIN aws.ec2.volumes v ON 1=1",
      CompletionContext("column", partial="si", qualifier="v", resources=("aws.ec2.volumes",))),
     ("SELECT instanceId, | FROM aws.ec2.instances", CompletionContext("column", resources=("aws.ec2.instances",))),
-    ("SELECT x FROM aws.ec2.instances WHERE reg|", CompletionContext("column", partial="reg", resources=("aws.ec2.instances",))),
+    ("SELECT x FROM aws.ec2.instances WHERE reg|",
+     CompletionContext("column", partial="reg", resources=("aws.ec2.instances",))),
     ("SELECT x FROM aws.ec2.instances WHERE region = 'us' AND ins|",
      CompletionContext("column", partial="ins", resources=("aws.ec2.instances",))),
     ("SELECT 1; SELECT | FROM okta.user.users", CompletionContext("column", resources=("okta.user.users",))),

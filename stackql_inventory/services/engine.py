@@ -1070,7 +1070,8 @@ class Engine:
                     if attempt == 2:
                         raise UserFacingError(
                             f"The stackql server is not answering: {tail or 'no message'}. Retry; if it keeps "
-                            "failing, check that the stackql binary runs on this machine.", ErrorKind.UPSTREAM) from None
+                            "failing, check that the stackql binary runs on this machine.",
+                            ErrorKind.UPSTREAM) from None
                     log.warning("stackql srv not answering, restarting pid=%s", srv.proc.pid)
                     continue
                 yield srv, conn

@@ -279,8 +279,8 @@ def completion_context(text: str, cursor_offset: int) -> CompletionContext:
         k -= 1
     else:
         parts.append("")
-    while k >= 1 and tokens[k].text == "." and tokens[k].end == (tokens[k + 1].start if k + 1 < len(tokens) else offset) \
-            and tokens[k - 1].is_ident and tokens[k - 1].end == tokens[k].start:
+    while (k >= 1 and tokens[k].text == "." and tokens[k - 1].is_ident and tokens[k - 1].end == tokens[k].start
+           and tokens[k].end == (tokens[k + 1].start if k + 1 < len(tokens) else offset)):
         parts.insert(0, tokens[k - 1].value)
         k -= 2
     prev = tokens[k] if k >= 0 else None

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Stand-in for the `stackql` binary: its documented CLI and `srv` contract over fixture data in SQLite (stdlib only)."""
+"""Stand-in for the `stackql` binary: its CLI and `srv` contract over fixture data in SQLite (stdlib only)."""
 
 # It honours the contract in /work/shared/reference/stackql.md (sections 2 and 4.2), not whatever
 # the engine happens to send: cobra-style flags, stdout/stderr/exit-code rules, Go-style JSON
@@ -110,7 +110,8 @@ def _parse_bool(name, val):
         return True
     if low in ("0", "f", "false"):
         return False
-    raise CliError('invalid argument "%s" for "--%s" flag: strconv.ParseBool: parsing "%s": invalid syntax' % (val, name, val))
+    raise CliError('invalid argument "%s" for "--%s" flag: strconv.ParseBool: parsing "%s": invalid syntax'
+                   % (val, name, val))
 
 
 def _set_flag(flags, name, val):
@@ -118,7 +119,8 @@ def _set_flag(flags, name, val):
         try:
             int(val, 10)
         except ValueError:
-            raise CliError('invalid argument "%s" for "--%s" flag: strconv.ParseInt: parsing "%s": invalid syntax' % (val, name, val))
+            raise CliError('invalid argument "%s" for "--%s" flag: strconv.ParseInt: parsing "%s": invalid syntax'
+                           % (val, name, val))
     if name == "var":
         flags.setdefault("var", []).append(val)
     else:
@@ -343,7 +345,9 @@ class Approot:
             return found
         for prov in sorted(os.listdir(src)):
             vdir = os.path.join(src, prov)
-            versions = sorted(v for v in os.listdir(vdir) if os.path.exists(os.path.join(vdir, v, "provider.yaml"))) if os.path.isdir(vdir) else []
+            if not os.path.isdir(vdir):
+                continue
+            versions = sorted(v for v in os.listdir(vdir) if os.path.exists(os.path.join(vdir, v, "provider.yaml")))
             if versions:
                 found[prov] = versions[-1]
         return found
@@ -514,6 +518,7 @@ def _fail(i):
     raise RuntimeError("synthetic failure at row %s" % i)
 
 
+BAD_REQUEST = 'http response status code: 400, response body: {"message":"%s"}'
 SYNTHETIC_FAILURE = 'http response status code: 503, response body: {"message":"synthetic failure while paging"}'
 
 
@@ -551,7 +556,8 @@ class Session:
         if not sig:
             return Result(tag="EMPTY")
         first = sig[0].upper or ""
-        if first in ("SELECT", "WITH", "VALUES") or (sig[0].text == "(" and len(sig) > 1 and sig[1].upper in ("SELECT", "WITH")):
+        parenthesised = sig[0].text == "(" and len(sig) > 1 and sig[1].upper in ("SELECT", "WITH")
+        if first in ("SELECT", "WITH", "VALUES") or parenthesised:
             return self._select(stmt)
         if first in ("SHOW", "DESCRIBE", "DESC", "REGISTRY"):
             return self._meta(stmt, sig)
@@ -610,10 +616,12 @@ class Session:
                 while j + 1 < n and toks[j].kind == "op" and toks[j].text == "." and is_ident(toks[j + 1]):
                     parts.append(toks[j + 1].value)
                     j += 2
-                if len(parts) >= 3 and (parts[0] in providers() or (prev_sig in ("FROM", "JOIN", "INTO", "UPDATE") and len(parts) == 3)):
+                table_position = prev_sig in ("FROM", "JOIN", "INTO", "UPDATE") and len(parts) == 3
+                if len(parts) >= 3 and (parts[0] in providers() or table_position):
                     fqn = ".".join(parts[:3])
                     self._lookup(parts[:3])
-                    tok = Tok("table", _quote_ident(fqn) + "".join("." + _quote_ident(x) for x in parts[3:]), t.pos, fqn)
+                    text = _quote_ident(fqn) + "".join("." + _quote_ident(x) for x in parts[3:])
+                    tok = Tok("table", text, t.pos, fqn)
                     out.append(tok)
                     refs.append(fqn)
                     prev_sig = None
@@ -633,7 +641,8 @@ class Session:
             "%s %s" % (_quote_ident(c[0]), _AFFINITY.get(c[1], "TEXT")) for c in cols))
         self.db.execute(ddl)
         if res.get("rows"):
-            self.db.executemany("INSERT INTO %s VALUES (%s)" % (_quote_ident(fqn), ", ".join("?" * len(cols))), res["rows"])
+            marks = ", ".join("?" * len(cols))
+            self.db.executemany("INSERT INTO %s VALUES (%s)" % (_quote_ident(fqn), marks), res["rows"])
         self.static_tables.add(fqn)
 
     # ---------------------------------------------------------------- predicates
@@ -660,7 +669,8 @@ class Session:
             if i + 1 < n and sig[i + 1].kind == "op" and sig[i + 1].text == ".":
                 continue
             qual = None
-            if i >= 2 and sig[i - 1].kind == "op" and sig[i - 1].text == "." and (is_ident(sig[i - 2]) or sig[i - 2].kind == "table"):
+            dotted = i >= 2 and sig[i - 1].kind == "op" and sig[i - 1].text == "."
+            if dotted and (is_ident(sig[i - 2]) or sig[i - 2].kind == "table"):
                 qual = sig[i - 2].value
             nxt = sig[i + 1] if i + 1 < n else None
             if nxt is None:
@@ -747,12 +757,19 @@ class Session:
         m = re.match(r'near "(.*)": syntax error', msg)
         if m:
             pos = stmt.find(m.group(1))
-            return "syntax error at position %d near '%s'" % (pos + len(m.group(1)) + 1 if pos >= 0 else 0, m.group(1).lower())
+            where = pos + len(m.group(1)) + 1 if pos >= 0 else 0
+            return "syntax error at position %d near '%s'" % (where, m.group(1).lower())
         if msg == "incomplete input":
             return "syntax error at position %d near 'EOF'" % (len(stmt) + 1)
         return msg
 
     # ---------------------------------------------------------------- synthetic generators
+    def _temp_rows(self, fqn, columns, rows):
+        self._temp(fqn, "CREATE TEMP TABLE %s (%s)" % (_quote_ident(fqn), columns))
+        if rows:
+            marks = ", ".join("?" * len(rows[0]))
+            self.db.executemany("INSERT INTO temp.%s VALUES (%s)" % (_quote_ident(fqn), marks), rows)
+
     def _temp(self, fqn, ddl):
         for (kind,) in self.db.execute("SELECT type FROM sqlite_temp_master WHERE name = ?", (fqn,)).fetchall():
             self.db.execute("DROP %s temp.%s" % ("VIEW" if kind == "view" else "TABLE", _quote_ident(fqn)))
@@ -764,9 +781,9 @@ class Session:
         try:
             v = int(float(raw))
         except (TypeError, ValueError):
-            raise QueryError('http response status code: 400, response body: {"message":"%s must be an integer"}' % name)
+            raise QueryError(BAD_REQUEST % ("%s must be an integer" % name))
         if not lo <= v <= hi:
-            raise QueryError('http response status code: 400, response body: {"message":"%s must be between %d and %d"}' % (name, lo, hi))
+            raise QueryError(BAD_REQUEST % ("%s must be between %d and %d" % (name, lo, hi)))
         return v
 
     def _gen_bulk(self, fqn, values):
@@ -796,35 +813,34 @@ FROM seq""" % (_quote_ident(fqn), count, count, fail_at, fail_at, seed, seed, se
         try:
             seconds = float(raw)
         except ValueError:
-            raise QueryError('http response status code: 400, response body: {"message":"seconds must be a number"}')
+            raise QueryError(BAD_REQUEST % "seconds must be a number")
         if not 0 <= seconds <= 3600:
-            raise QueryError('http response status code: 400, response body: {"message":"seconds must be between 0 and 3600"}')
+            raise QueryError(BAD_REQUEST % "seconds must be between 0 and 3600")
         started = time.time()
         if self.cancel_event.wait(seconds):
             raise Cancelled()
-        self._temp(fqn, "CREATE TEMP TABLE %s (seconds REAL, started_at TEXT, finished_at TEXT, pid INTEGER)" % _quote_ident(fqn))
-        self.db.execute("INSERT INTO temp.%s VALUES (?, ?, ?, ?)" % _quote_ident(fqn), (seconds, _iso(started), _iso(), os.getpid()))
+        self._temp_rows(fqn, "seconds REAL, started_at TEXT, finished_at TEXT, pid INTEGER",
+                        [(seconds, _iso(started), _iso(), os.getpid())])
 
     def _gen_credentials(self, fqn, values):
-        self._temp(fqn, "CREATE TEMP TABLE %s (env_var TEXT, present TEXT, sha256 TEXT, names TEXT)" % _quote_ident(fqn))
         rows = []
         for spec in values["names"]:
             for name in [x.strip() for x in spec.split(",") if x.strip()]:
                 val = os.environ.get(name)
                 digest = hashlib.sha256(val.encode("utf-8", "surrogateescape")).hexdigest() if val is not None else None
                 rows.append((name, "true" if val is not None else "false", digest, spec))
-        self.db.executemany("INSERT INTO temp.%s VALUES (?, ?, ?, ?)" % _quote_ident(fqn), rows)
+        self._temp_rows(fqn, "env_var TEXT, present TEXT, sha256 TEXT, names TEXT", rows)
 
     def _gen_process(self, fqn, values):
-        self._temp(fqn, "CREATE TEMP TABLE %s (pid INTEGER, ppid INTEGER, approot TEXT, auth_providers TEXT, command TEXT)" % _quote_ident(fqn))
-        self.db.execute("INSERT INTO temp.%s VALUES (?, ?, ?, ?, ?)" % _quote_ident(fqn),
-                        (os.getpid(), os.getppid(), self.approot.path, ",".join(sorted(self.auth)), self.command))
+        self._temp_rows(fqn, "pid INTEGER, ppid INTEGER, approot TEXT, auth_providers TEXT, command TEXT",
+                        [(os.getpid(), os.getppid(), self.approot.path, ",".join(sorted(self.auth)), self.command)])
 
     # ---------------------------------------------------------------- mutations
     def _mutation(self, stmt):
         toks, refs = self._resolve_tables(tokenize(stmt))
         if not refs:
-            raise QueryError("syntax error at position %d near '%s'" % (len(stmt.strip()) + 1, stmt.strip().split()[0].lower()))
+            text = stmt.strip()
+            raise QueryError("syntax error at position %d near '%s'" % (len(text) + 1, text.split()[0].lower()))
         for fqn in dict.fromkeys(refs):
             prov = fqn.split(".")[0]
             self.approot.ensure(prov)
@@ -892,7 +908,8 @@ FROM seq""" % (_quote_ident(fqn), count, count, fail_at, fail_at, seed, seed, se
             self._provider(m.group(2))
             res = self._lookup([m.group(2), m.group(3), m.group(4)])
             if m.group(1):
-                return Result(columns=["name", "type", "description"], rows=[tuple(c) for c in res["columns"]], tag="DESCRIBE")
+                return Result(columns=["name", "type", "description"], rows=[tuple(c) for c in res["columns"]],
+                              tag="DESCRIBE")
             return Result(columns=["name", "type"], rows=[(c[0], c[1]) for c in res["columns"]], tag="DESCRIBE")
         m = re.fullmatch(r"SHOW\s+VERSION", text, re.I)
         if m:
@@ -904,8 +921,10 @@ FROM seq""" % (_quote_ident(fqn), count, count, fail_at, fail_at, seed, seed, se
                 prov = providers().get(m.group(1))
                 if prov is None:
                     raise QueryError("could not locate provider '%s' in the registry" % m.group(1))
-                return Result(columns=["provider", "versions"], rows=[(m.group(1), ", ".join(prov["versions"]))], tag="REGISTRY")
-            return Result(columns=["provider", "version"], rows=[(n, p["versions"][-1]) for n, p in sorted(providers().items())], tag="REGISTRY")
+                return Result(columns=["provider", "versions"], rows=[(m.group(1), ", ".join(prov["versions"]))],
+                              tag="REGISTRY")
+            latest = [(n, p["versions"][-1]) for n, p in sorted(providers().items())]
+            return Result(columns=["provider", "version"], rows=latest, tag="REGISTRY")
         m = re.fullmatch(r"REGISTRY\s+PULL\s+" + I + r"(?:\s+'?([A-Za-z0-9_.\-]+)'?)?", text, re.I)
         if m:
             return Result(messages=[self.pull(m.group(1), m.group(2))], tag="OK")
@@ -1021,7 +1040,9 @@ def cmd_registry(flags, args, auth):
             _stderr(session.pull(args[1], args[2] if len(args) > 2 else None))
         else:
             res = session.execute("REGISTRY LIST" + (" " + args[1] if len(args) > 1 else ""))
-            Writer(sys.stdout.buffer, flags.get("output", "table"), flags.get("hideheaders", False), flags.get("delimiter", ",")).result(res)
+            writer = Writer(sys.stdout.buffer, flags.get("output", "table"), flags.get("hideheaders", False),
+                            flags.get("delimiter", ","))
+            writer.result(res)
     except QueryError as e:
         _stderr(str(e))
     return 0
@@ -1030,6 +1051,8 @@ def cmd_registry(flags, args, auth):
 # ============================================================================ srv: Postgres wire protocol
 
 PG_TEXT_OID = 25
+HANDLERS = {b"Q": "query", b"P": "parse", b"B": "bind", b"D": "describe", b"E": "execute", b"S": "sync",
+            b"H": "flush", b"C": "close"}
 PARAMETER_STATUS = (
     ("server_version", "14.0 (stackql stand-in)"), ("server_encoding", "UTF8"), ("client_encoding", "UTF8"),
     ("DateStyle", "ISO, MDY"), ("integer_datetimes", "on"), ("standard_conforming_strings", "on"),
@@ -1113,7 +1136,8 @@ def run_srv(flags, auth):
                     return False
                 major, minor = code >> 16, code & 0xFFFF
                 if major != 3:
-                    self.send(b"E", _error_payload("FATAL", "0A000", "unsupported frontend protocol %d.%d" % (major, minor)))
+                    message = "unsupported frontend protocol %d.%d" % (major, minor)
+                    self.send(b"E", _error_payload("FATAL", "0A000", message))
                     self.flush()
                     return False
                 if minor > 0:
@@ -1123,7 +1147,8 @@ def run_srv(flags, auth):
                     self.send(b"S", _cstr(name) + _cstr(value))
                 with _Backends.lock:
                     _Backends.counter[0] += 1
-                    self.key = ((os.getpid() * 1000 + _Backends.counter[0]) % 2_000_000_000, rnd.randint(1, 2 ** 31 - 1))
+                    pid = (os.getpid() * 1000 + _Backends.counter[0]) % 2_000_000_000
+                    self.key = (pid, rnd.randint(1, 2 ** 31 - 1))
                     _Backends.by_key[self.key] = self
                 self.send(b"K", struct.pack("!ii", *self.key))
                 self.send(b"Z", b"I")
@@ -1150,8 +1175,7 @@ def run_srv(flags, auth):
                         return
                     if self.skip_to_sync and kind != b"S":
                         continue
-                    getattr(self, "on_" + {b"Q": "query", b"P": "parse", b"B": "bind", b"D": "describe", b"E": "execute",
-                                           b"S": "sync", b"H": "flush", b"C": "close"}.get(kind, "unknown"))(body)
+                    getattr(self, "on_" + HANDLERS.get(kind, "unknown"))(body)
             except (EOFError, ConnectionError, OSError):
                 pass
             finally:
@@ -1292,11 +1316,13 @@ def run_srv(flags, auth):
             off += 2
             rfmts = list(struct.unpack_from("!%dh" % nr, rest, off)) if nr else []
             if any(rfmts):
-                self.send(b"E", _error_payload("ERROR", "0A000", "query returns error: binary result format is not supported"))
+                message = "query returns error: binary result format is not supported"
+                self.send(b"E", _error_payload("ERROR", "0A000", message))
                 self.skip_to_sync = True
                 return
             toks = tokenize(query)
-            sql = "".join(values[int(t.text[1:]) - 1] if t.kind == "param" and 0 < int(t.text[1:]) <= len(values) else t.text for t in toks)
+            sql = "".join(values[int(t.text[1:]) - 1] if t.kind == "param" and 0 < int(t.text[1:]) <= len(values)
+                          else t.text for t in toks)
             self.portals[portal] = {"sql": sql, "result": None, "rows": None, "count": 0}
             self.send(b"2")
 
@@ -1316,7 +1342,8 @@ def run_srv(flags, auth):
                     query, oids = self.prepared[name]
                     n = len(re.findall(r"\$\d+", query))
                     oids = (oids + [0] * n)[:max(n, len(oids))]
-                    self.send(b"t", struct.pack("!h", len(oids)) + b"".join(struct.pack("!i", o or PG_TEXT_OID) for o in oids))
+                    types = b"".join(struct.pack("!i", o or PG_TEXT_OID) for o in oids)
+                    self.send(b"t", struct.pack("!h", len(oids)) + types)
                     if n:
                         self.send(b"n")  # row shape unknown until bound
                         return
@@ -1410,7 +1437,8 @@ def run_srv(flags, auth):
 
 def version_text():
     meta = catalogue()["stackql"]
-    return "stackql %s %s (%s)\nBuildDate: %s\nhttps://stackql.io\n" % (meta["version"], meta["platform"], meta["sha"], meta["build_date"])
+    return "stackql %s %s (%s)\nBuildDate: %s\nhttps://stackql.io\n" % (
+        meta["version"], meta["platform"], meta["sha"], meta["build_date"])
 
 
 def main(argv):
