@@ -182,11 +182,11 @@ def _fields(**fields: Any) -> str:
 
 
 def execute(req: RunRequest) -> RunSummary:
-    """Run one schedule (or one-off query) end to end and record it; never raises for a run's own failures.
+    """Run one schedule (or one-off query) end to end and record it in the ledger.
 
-    Raises nothing for failures of the run itself (they are in the summary and the ledger); a
-    request that names nothing runnable returns EXIT_USAGE, a database that cannot record the run
-    EXIT_NO_LEDGER.
+    A run's own failures are not raised: they are in the summary (status, exit_code, redacted
+    error) and the ledger. A request that names nothing runnable gets EXIT_USAGE, a database that
+    cannot record the run EXIT_NO_LEDGER. RunCancelled (a stop request) ends the run as cancelled.
     """
     t0 = time.monotonic()
     trigger = req.trigger or ("schedule" if req.schedule_id is not None else "adhoc")

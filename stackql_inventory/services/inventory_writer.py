@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import re
 import threading
@@ -636,8 +637,11 @@ class TargetSession:
             self._rollback()
             raise
         elapsed = time.monotonic() - t0
-        log.info("inventory write table=%s mode=%s run_id=%s rows=%d created=%s added_columns=%d elapsed_s=%.3f",
-                 self.qualified, mode, run_id, rows_written, created, len(new_cols) if not created else 0, elapsed)
+        counts = (f" opened={history.opened} closed={history.closed} deleted={history.deleted} "
+                  f"unchanged={history.unchanged}") if history is not None else ""
+        log.info("event=inventory_written table=%s mode=%s run_id=%s rows=%d created=%s added_columns=%d%s "
+                 "elapsed_s=%.3f", self.qualified, mode, run_id, rows_written, created,
+                 0 if created else len(new_cols), counts, elapsed)
         return WriteResult(
             table=self.qualified, mode=mode, rows_written=rows_written, created=created,
             added_columns=tuple(c for c in new_cols) if not created else (),
@@ -647,7 +651,7 @@ class TargetSession:
     def _step(self, what: str) -> None:
         """Debug timing of the write's steps."""
         now = time.monotonic()
-        log.debug("inventory write step table=%s step=%r seconds=%.3f", self.qualified, what, now - self._t_step)
+        log.debug("event=inventory_write_step table=%s step=%r seconds=%.3f", self.qualified, what, now - self._t_step)
         self._t_step = now
 
     def _rollback(self) -> None:
@@ -964,12 +968,13 @@ class TargetSession:
                 self._rollback()
                 message = (getattr(exc.diag, "message_primary", None) or str(exc)).strip()
                 failed.append((view.qualified, message))
-                log.warning("materialized view refresh failed view=%s error=%s", view.qualified, message)
+                log.warning("event=view_refresh_failed view=%s error=%s", json.dumps(view.qualified),
+                            json.dumps(message))
                 continue
             refreshed.append(view.qualified)
             if concurrent:
                 concurrently.append(view.qualified)
-            log.info("materialized view refreshed view=%s concurrently=%s elapsed_s=%.3f", view.qualified,
+            log.info("event=view_refreshed view=%s concurrently=%s elapsed_s=%.3f", json.dumps(view.qualified),
                      concurrent, time.monotonic() - t0)
         return RefreshResult(tuple(refreshed), tuple(concurrently), tuple(failed))
 
@@ -1014,7 +1019,7 @@ class _Connection:
         try:
             self.raw.close()
         except Exception as exc:  # the socket may already be gone: the server cleans up either way
-            log.warning("inventory writer connection close failed error=%s", type(exc).__name__)
+            log.warning("event=writer_close_failed error=%s", type(exc).__name__)
         self._pooled = None
 
 
@@ -1052,7 +1057,7 @@ def open_target(schema: str, table: str, *, wait: bool = False) -> Iterator[Targ
                     cur.execute("SELECT pg_advisory_unlock(%s)", (key,))
                 conn.raw.commit()
             except Exception as exc:  # a dead connection: the server releases the lock itself
-                log.warning("advisory unlock failed table=%s.%s error=%s", schema, table, type(exc).__name__)
+                log.warning("event=advisory_unlock_failed table=%s.%s error=%s", schema, table, type(exc).__name__)
         conn.close()
 
 
