@@ -114,6 +114,9 @@ class Run(SQLModel, table=True):
         sa.CheckConstraint(f"status IN {RUN_STATUSES}", name="ck_runs_status"),
         sa.Index("ix_runs_schedule_started", "schedule_id", sa.text("started_at DESC")),
         sa.Index("ix_runs_started", sa.text("started_at DESC")),
+        # The runner's "who is on this target" and the scheduler's "what is in flight" lookups.
+        sa.Index("ix_runs_active_target", "target_schema", "target_table",
+                 postgresql_where=sa.text("status IN ('queued', 'running')")),
         {"schema": APP_SCHEMA},
     )
 
