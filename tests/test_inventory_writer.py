@@ -351,6 +351,18 @@ def test_hostile_column_names_round_trip(db):
     assert scalar(db, f'SELECT "semi; DROP TABLE x; --" FROM {S}.hostile_cols') == "w1"
 
 
+@pytest.mark.parametrize("name", HOSTILE_COLUMNS)
+@pytest.mark.parametrize("mode", ["replace", "history"])
+def test_each_hostile_column_name_as_data_and_as_key(db, name, mode):
+    keys = [name] if mode == "history" else []
+    write("one_hostile", [name, "v"], [("k1", "1"), ("k2", "2")], mode=mode, run=1, keys=keys)
+    write("one_hostile", [name, "v"], [("k1", "1"), ("k2", "3")], mode=mode, run=2, keys=keys)
+    column = w.column_identifier(name)
+    current = " WHERE _valid_to IS NULL" if mode == "history" else ""
+    got = rows(db, f'SELECT "{column.replace(chr(34), chr(34) * 2)}", v FROM {S}.one_hostile{current} ORDER BY 1')
+    assert got == [("k1", 1), ("k2", 3)]
+
+
 def test_hostile_column_names_in_history_keys(db):
     cols = ['key "1"', "naïve; value"]
     write("hostile_hist", cols, [("a", "1"), ("b", "2")], mode="history", run=1, keys=['key "1"'])
