@@ -327,6 +327,35 @@ def test_sigterm_cancels_the_run_and_writes_nothing(db, db_uri, fake_stackql):
     assert not rows(db, "SELECT pid FROM pg_stat_activity WHERE application_name = '' AND query LIKE 'COPY%'")
 
 
+def _wait_for_copy(db, proc, table: str) -> int:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        copied = scalar(db, "SELECT coalesce(max(tuples_processed), 0) FROM pg_stat_progress_copy "
+                            "WHERE relid = to_regclass(:t)", t=f"{S}.{table}")
+        if copied > 0:
+            return copied
+        time.sleep(0.01)
+    return 0
+
+
+def test_sigterm_during_copy_rolls_back_and_exits_promptly(db, db_uri, fake_stackql):
+    qid = add_query(bulk_query(3))
+    sid = add_schedule(qid, "term_copy")
+    assert execute(RunRequest(schedule_id=sid)).status == "success"
+    before = snapshot(db, "term_copy")
+    set_query_text(qid, bulk_query(600_000))
+    proc = start_runner(["--schedule-id", str(sid)], runner_env(db_uri, fake_stackql))
+    assert _wait_for_copy(db, proc, "term_copy") > 0, "the runner never reached COPY"
+    stopped_at = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == EXIT_CANCELLED, err
+    assert time.monotonic() - stopped_at < 10
+    assert snapshot(db, "term_copy") == before
+    assert rows(db, "SELECT status FROM stackql_app.runs WHERE schedule_id = :s ORDER BY id", s=sid) == [
+        ("success",), ("cancelled",)]
+
+
 def test_kill_9_mid_write_leaves_the_old_table_and_releases_the_target(db, db_uri, fake_stackql):
     qid = add_query(bulk_query(3))
     sid = add_schedule(qid, "killed")
@@ -334,15 +363,7 @@ def test_kill_9_mid_write_leaves_the_old_table_and_releases_the_target(db, db_ur
     before = snapshot(db, "killed")
     set_query_text(qid, bulk_query(600_000))
     proc = start_runner(["--schedule-id", str(sid)], runner_env(db_uri, fake_stackql))
-    deadline = time.monotonic() + 60
-    copied = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        copied = scalar(db, "SELECT coalesce(max(tuples_processed), 0) FROM pg_stat_progress_copy "
-                            "WHERE relid = 'stackql_inventory.killed'::regclass")
-        if copied > 0:
-            break
-        time.sleep(0.01)
-    assert copied > 0, "the runner never reached COPY"
+    assert _wait_for_copy(db, proc, "killed") > 0, "the runner never reached COPY"
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL

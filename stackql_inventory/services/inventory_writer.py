@@ -68,10 +68,10 @@ import contextlib
 import hashlib
 import json
 import logging
+import queue
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -102,7 +102,7 @@ _MAX_IDENT_BYTES = 63
 _LOCK_NAMESPACE = "stackql-inventory.writer:"
 
 _BATCH_ROWS = 2000                 # rows serialised per COPY chunk
-_PREFETCH_CAP = 64 << 20           # bytes encoded ahead while `replace` deletes the old rows
+_QUEUE_CHUNKS = 128               # chunks (of _BATCH_ROWS rows) encoded ahead of the COPY
 _COPY_READ_SIZE = 1 << 20
 
 # Type inference for columns a table does not have yet: every value of this run must fit.
@@ -275,7 +275,12 @@ _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 class CopySource:
-    """A file-like object for `copy_expert`: pulls rows and serialises them to COPY's text format.
+    """A file-like object for `copy_expert`: rows serialised to COPY's text format by a producer thread.
+
+    The producer pulls rows (parsing stackql's output happens there, in the engine's iterator) and
+    encodes them while the caller's thread is inside libpq sending earlier chunks (psycopg2 lets go
+    of the GIL there), so Python's work and the server's overlap instead of taking turns; a
+    bounded queue keeps at most `_QUEUE_CHUNKS` chunks in memory.
 
     Rows are taken in batches and joined with tabs and newlines in C (`str.join`); counting the
     separators afterwards proves no value contained one, so the common batch needs no per-value
@@ -291,37 +296,73 @@ class CopySource:
             suffix = suffix[1:]  # no data columns: the constants are the whole row
         self._sep = suffix + "\n"
         self._tabs_per_row = max(self._ncols - 1, 0) + suffix.count("\t")
-        self._pending: deque[bytes] = deque()
-        self._done = False
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=_QUEUE_CHUNKS)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._finished = False
         self.rows = 0
         self.error: BaseException | None = None
 
+    def start(self) -> None:
+        """Start encoding ahead (idempotent); read() starts it too."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._produce, name="inventory-writer-encode", daemon=True)
+            self._thread.start()
+
     # psycopg2 calls read() until it returns an empty value.
     def read(self, size: int = -1) -> bytes:
+        if self._finished:
+            return b""
         try:
-            if self._pending:
-                return self._pending.popleft()
-            return self._next_chunk()
+            self.start()
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            if not item:
+                self._finished = True
+            return item
         except BaseException as exc:  # stream errors, cancellation: keep them, abort the COPY
             self.error = exc
+            self.stop()
             raise _SourceFailed("the result stream failed") from None
 
-    def prefetch_while(self, busy: Any, cap: int = _PREFETCH_CAP) -> None:
-        """Encode chunks ahead while `busy()` (e.g. the DELETE of the old rows still runs)."""
-        held = 0
-        while busy() and held < cap and not self._done:
-            chunk = self._next_chunk()
-            if not chunk:
-                break
-            self._pending.append(chunk)
-            held += len(chunk)
+    def stop(self) -> None:
+        """Stop the producer after a failure (it ends by itself when the rows run out).
+
+        Not joined: it may be waiting for stackql, which the caller's `with engine.stream(...)`
+        kills on the way out; the thread then finds the stop flag and ends.
+        """
+        self._stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()  # unblock a producer waiting for room
+
+    def join(self) -> None:
+        """Wait for the producer after the last chunk was read (it has nothing left to do)."""
+        if self._thread is not None:
+            self._thread.join()
+
+    def _produce(self) -> None:
+        try:
+            while not self._stop.is_set():
+                chunk = self._next_chunk()
+                self._put(chunk)
+                if not chunk:
+                    return
+        except BaseException as exc:  # handed to the COPY's thread, which raises it
+            self._put(exc)
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
 
     def _next_chunk(self) -> bytes:
-        if self._done:
-            return b""
         batch = list(islice(self._rows, _BATCH_ROWS))
         if not batch:
-            self._done = True
             return b""
         self.rows += len(batch)
         return self._encode(batch)
@@ -691,32 +732,22 @@ class TargetSession:
 
     def _copy(self, cur: Any, statement: sql.Composable, source: CopySource, before: sql.Composable | None = None
               ) -> None:
-        """COPY from `source`; `before` runs first in a helper thread while the source encodes ahead."""
+        """COPY from `source`; `before` (the DELETE of a replace) runs first while the source encodes ahead."""
         import psycopg2
 
-        if before is not None:
-            failure: list[BaseException] = []
-
-            def run_before() -> None:
-                try:
-                    with self._conn.cursor() as other:
-                        other.execute(before)
-                except BaseException as exc:  # re-raised in the caller's thread
-                    failure.append(exc)
-
-            helper = threading.Thread(target=run_before, name="inventory-writer-delete", daemon=True)
-            helper.start()
-            try:
-                source.prefetch_while(helper.is_alive)
-            finally:
-                helper.join()
-            if failure:
-                raise failure[0]
+        source.start()
         try:
+            if before is not None:
+                cur.execute(before)
             cur.copy_expert(statement, source, size=_COPY_READ_SIZE)
+            source.join()
         except psycopg2.Error:
+            source.stop()
             if source.error is not None:
                 raise source.error from None
+            raise
+        except BaseException:
+            source.stop()
             raise
 
     def _write_direct(self, cur: Any, mapped: list[str], rows: Iterable[Sequence[str | None]], mode: str,
