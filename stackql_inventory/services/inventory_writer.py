@@ -948,7 +948,7 @@ class TargetSession:
                              "_first_seen", "_last_seen", "_is_deleted", "_closed_by_run_id"])
         opened = 0
         if counts.get("new", 0) + counts.get("changed", 0) + counts.get("back", 0):
-            everything_new = counts.get("new", 0) == len(counts) and not moved and "same" not in counts
+            everything_new = set(counts) == {"new"}  # a first run: no need to pick rows through the diff
             source = sql.SQL("{new} n LEFT JOIN {closed} c ON c._key_hash = n._key_hash").format(new=new, closed=closed)
             if not everything_new:
                 source = sql.SQL("{new} n JOIN {diff} d ON d._key_hash = n._key_hash "
