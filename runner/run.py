@@ -1,4 +1,4 @@
-"""One run: ledger row → credentials → stackql stream → inventory write → view refresh → ledger close.
+"""One run: ledger row → credentials → stackql stream → inventory write → ANALYZE, views → ledger close.
 
 `execute(RunRequest) -> RunSummary` is the whole run as a plain function (the CLI in `__main__`
 only parses arguments, sets up logging and signals, and turns the summary into an exit code).
@@ -271,6 +271,7 @@ def _run(req: RunRequest, plan: _Plan, run: runs.RunView, trigger: str, t0: floa
                         cron=plan.cron, timezone=plan.timezone))
             rows_written = write_result.rows_written
             runs.mark_written(run.id, rows_written)
+            target_session.analyze()
             refresh = target_session.refresh_dependants()
             refreshed = refresh.refreshed
             refresh.raise_for_failures(target)

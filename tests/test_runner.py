@@ -47,6 +47,8 @@ def test_a_scheduled_run_writes_the_table_and_records_itself(db, fake_stackql):
     assert run.runner_host == socket.gethostname() and run.runner_pid == os.getpid()
     assert schedule_row(db, sid) == (run.started_at, "success", 0)
     assert scalar(db, f"SELECT count(*) FROM {S}.items WHERE _stackql_run_id = :r", r=run.id) == 250
+    # Analyzed after the write: row estimates (the inventory page) are right at once.
+    assert scalar(db, f"SELECT reltuples FROM pg_class WHERE oid = '{S}.items'::regclass") == 250
     comment = scalar(db, f"SELECT obj_description('{S}.items'::regclass, 'pg_class')")
     assert f"Source query: Bulk items (query {qid})" in comment and f"Schedule: {sid}, cron 15 */6 * * * (UTC)" in \
         comment and f"by run {run.id} (250 rows)" in comment

@@ -979,7 +979,28 @@ class TargetSession:
         self._step("history tombstones")
         return HistoryCounts(opened=opened, closed=closed_count, deleted=deleted, unchanged=unchanged)
 
-    # ---------------------------------------------------------------- materialized views
+    # ---------------------------------------------------------------- after the write
+    def analyze(self) -> bool:
+        """ANALYZE the table after a write, so planners (analysts' queries, the views refreshed next)
+        and row estimates see the new contents at once instead of after autovacuum's next pass.
+
+        Best effort: a failure (e.g. the role may not analyze it) is logged and reported as False.
+        """
+        import psycopg2
+
+        t0 = time.monotonic()
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute(sql.SQL("ANALYZE {}").format(_ident(self.schema, self.table)))
+            self._conn.commit()
+        except psycopg2.Error as exc:
+            self._rollback()
+            log.warning("event=analyze_failed table=%s error=%s", self.qualified,
+                        json.dumps((getattr(exc.diag, "message_primary", None) or str(exc)).strip()))
+            return False
+        log.debug("event=analyzed table=%s elapsed_s=%.3f", self.qualified, time.monotonic() - t0)
+        return True
+
     def refresh_dependants(self) -> RefreshResult:
         """Refresh every materialized view reading the table (dependency order), each in its own transaction."""
         import psycopg2
@@ -994,6 +1015,8 @@ class TargetSession:
             try:
                 with self._conn.cursor() as cur:
                     cur.execute(statement)
+                    # Fresh statistics for the view's readers (and the inventory page's row estimate).
+                    cur.execute(sql.SQL("ANALYZE {}").format(_ident(view.schema, view.name)))
                 self._conn.commit()
             except psycopg2.Error as exc:
                 self._rollback()
@@ -1095,11 +1118,12 @@ def open_target(schema: str, table: str, *, wait: bool = False) -> Iterator[Targ
 def write(schema: str, table: str, columns: Sequence[str], rows: Iterable[Sequence[str | None]], *, mode: str,
           run_id: int, collected_at: datetime | None = None, key_columns: Sequence[str] = (),
           provenance: Provenance | None = None, wait: bool = True) -> tuple[WriteResult, RefreshResult]:
-    """Lock, write and refresh dependants in one call (for callers without their own query stream)."""
+    """Lock, write, analyze and refresh dependants in one call (for callers without their own query stream)."""
     with open_target(schema, table, wait=wait) as target:
         result = target.write(columns, rows, mode=mode, run_id=run_id,
                               collected_at=collected_at or target.now(), key_columns=key_columns,
                               provenance=provenance)
+        target.analyze()
         refresh = target.refresh_dependants()
     return result, refresh
 
