@@ -14,7 +14,9 @@ next):
   `engine.stream` running a "stackql" that replays the JSONL file (`cat`), parsing JSON Lines in
   the engine, and `TargetSession.write` in replace mode (DELETE + COPY of the 12 columns plus
   `_stackql_run_id`/`_stackql_collected_at` in one transaction, provenance comment, commit), into
-  the table created by an untimed first run (the steady state of a schedule).
+  the table created by an untimed first run (the steady state of a schedule). The runner's
+  after-commit steps (ANALYZE, refreshing dependent materialized views; none exist here) are not
+  part of the write and not timed.
 - copy (the practical limit): the same rows pre-serialised to CSV in memory, `COPY … FROM STDIN
   (FORMAT csv)` into an empty table with the same 12 column types, commit. Its TRUNCATE is not
   timed.
