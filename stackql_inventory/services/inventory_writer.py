@@ -723,7 +723,7 @@ class TargetSession:
                 "its rows are left alone: choose another target table.", ErrorKind.VALIDATION)
         if mode == "history" and not info.is_history():
             raise UserFacingError(
-                f"{self.qualified} holds {'replace/append'} rows, and history mode needs its own table: choose a new "
+                f"{self.qualified} holds replace/append rows, and history mode needs its own table: choose a new "
                 "target table (or drop this one), then run again.", ErrorKind.VALIDATION)
         if mode != "history" and info.is_history():
             raise UserFacingError(
