@@ -117,6 +117,9 @@ class Run(SQLModel, table=True):
         # The inventory browser's "last run / last success of this table" lookups (tables written by
         # one-off runs have no schedule, so the schedule index cannot serve them).
         sa.Index("ix_runs_target_started", "target_schema", "target_table", sa.text("started_at DESC")),
+        # The runner's "who is on this target" and the scheduler's "what is in flight" lookups.
+        sa.Index("ix_runs_active_target", "target_schema", "target_table",
+                 postgresql_where=sa.text("status IN ('queued', 'running')")),
         {"schema": APP_SCHEMA},
     )
 
