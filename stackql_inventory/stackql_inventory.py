@@ -34,3 +34,4 @@ app.add_page(providers.page, route=routes.PROVIDERS, title="Providers · StackQL
              on_load=[AppState.load, providers.ProvidersState.load])
 
 app.register_lifespan_task(lifespan.migrate_on_startup)
+app.register_lifespan_task(lifespan.local_scheduler)
