@@ -18,5 +18,8 @@ config = rx.Config(
     show_built_with_reflex=False,
     plugins=[rx.plugins.RadixThemesPlugin(theme=rx.theme(accent_color="indigo", gray_color="slate", radius="medium"))],
     disable_plugins=[rx.plugins.SitemapPlugin],  # an internal tool: no sitemap
+    # One worker holds every session in memory: nothing is pickled to disk after each event
+    # (big results live in a server-side cache, not in state). Sessions end with the process.
+    state_manager_mode="memory",
     **_ports,
 )

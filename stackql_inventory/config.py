@@ -124,6 +124,11 @@ class Settings(BaseSettings):
         return self.stackql_download_dir_raw or self.data_dir / "stackql"
 
     @property
+    def stackql_approot(self) -> Path:
+        """stackql's own state (installed providers, caches): the --approot of every stackql child."""
+        return self.data_dir / "stackql-approot"
+
+    @property
     def uses_lakebase(self) -> bool:
         return self.database_url is None and bool(self.pghost)
 

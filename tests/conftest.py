@@ -128,9 +128,37 @@ def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
 
 
 @pytest.fixture(scope="session")
-def app_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Environment of the app under test: embedded PostgreSQL in its own data dir."""
-    return {"STACKQL_INVENTORY_DATA_DIR": str(tmp_path_factory.mktemp("app-data"))}
+def fake_anthropic_app() -> Iterator[object]:
+    """A fake Anthropic Messages API for the app under test (scripted over HTTP or in-process)."""
+    from tests.fakes.anthropic_api import FakeAnthropic
+
+    with FakeAnthropic(api_keys={APP_ANTHROPIC_KEY}) as fake:
+        yield fake
+
+
+APP_ANTHROPIC_KEY = "sk-ant-app-under-test"
+
+
+@pytest.fixture(scope="session")
+def app_stackql_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The download dir holding the stackql stand-in the app under test runs (records invocations)."""
+    from tests.fakes.install import install_fake_stackql
+
+    directory = tmp_path_factory.mktemp("app-stackql")
+    install_fake_stackql(directory, record=True)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def app_env(tmp_path_factory: pytest.TempPathFactory, app_stackql_dir: Path, fake_anthropic_app) -> dict[str, str]:
+    """Environment of the app under test: embedded PostgreSQL in its own data dir, the stackql
+    stand-in, and the fake Anthropic API."""
+    return {
+        "STACKQL_INVENTORY_DATA_DIR": str(tmp_path_factory.mktemp("app-data")),
+        "STACKQL_DOWNLOAD_DIR": str(app_stackql_dir),
+        "ANTHROPIC_BASE_URL": fake_anthropic_app.base_url,
+        "ANTHROPIC_API_KEY": APP_ANTHROPIC_KEY,
+    }
 
 
 @pytest.fixture(scope="session")

@@ -50,3 +50,11 @@ def test_fingerprint_changes_with_values_only() -> None:
     a = credentials.fingerprint({"A": "1", "B": "2"})
     assert a == credentials.fingerprint({"B": "2", "A": "1"})
     assert a != credentials.fingerprint({"A": "1", "B": "3"})
+
+
+def test_resolve_available_skips_missing_secrets(mapped) -> None:
+    mapped.delete("inv", "gh")
+    env, problems = credentials.resolve_available(credentials.mappings())
+    assert set(env) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert [p.mapping.env_var for p in problems] == ["STACKQL_GITHUB_PASSWORD"]
+    assert "inv/gh" in problems[0].message

@@ -11,12 +11,34 @@ from stackql_inventory.services.errors import ErrorKind, UserFacingError
 
 
 class IdeState(rx.State):
-    """Editor content and the query library."""
+    """Editor content, the last result and the query library.
+
+    Contract with the assistant panel (components/chat.py): `sql`, `provider`, `result_id`,
+    `result_sql` are read through `get_state(IdeState)`; `insert_sql(text)` puts SQL into the editor.
+    """
+
+    # Editor content (lives here so it survives navigation within the session).
+    sql: str = ""
+    # Provider whose credentials a run uses ('' = none chosen).
+    provider: str = ""
+    # Id of the last result in the server-side result store ('' = no result).
+    result_id: str = ""
+    # The statement that produced the last result.
+    result_sql: str = ""
 
     # Saved queries shown in the library panel.
     library: list[dict[str, str]] = []
     # Why the library could not be loaded ('' when fine; database problems go to the banner).
     library_error: str = ""
+
+    @rx.event
+    def insert_sql(self, text: str):
+        """Put SQL from the assistant into the editor (appended as its own statement)."""
+        text = text.strip()
+        if not text:
+            return
+        current = self.sql.rstrip()
+        self.sql = f"{current}\n\n{text}\n" if current else f"{text}\n"
 
     @rx.event(background=True)
     async def load(self):

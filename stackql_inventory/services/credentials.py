@@ -55,6 +55,29 @@ def resolve(items: Iterable[Mapping], backend: secrets.SecretsBackend | None = N
     return env
 
 
+@dataclass(frozen=True)
+class Problem:
+    """A mapping whose secret could not be read (message names scope/key, never a value)."""
+
+    mapping: Mapping
+    message: str
+
+
+def resolve_available(
+    items: Iterable[Mapping], backend: secrets.SecretsBackend | None = None
+) -> tuple[dict[str, str], list[Problem]]:
+    """Like `resolve`, but skip unreadable secrets and report them (the IDE keeps working for the rest)."""
+    backend = backend or secrets.backend_for()
+    env: dict[str, str] = {}
+    problems: list[Problem] = []
+    for m in items:
+        try:
+            env[m.env_var] = backend.get(m.scope, m.key)
+        except UserFacingError as e:
+            problems.append(Problem(m, f"{m.provider} {m.env_var}: secret '{m.scope}/{m.key}': {e.message}"))
+    return env, problems
+
+
 def env_for_providers(providers: Iterable[str]) -> dict[str, str]:
     """The env vars (with values) of exactly these providers, for one batch run."""
     return resolve(mappings(providers))
