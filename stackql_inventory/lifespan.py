@@ -17,10 +17,19 @@ log = logging.getLogger(__name__)
 SCHEMA_RETRY_S = 30.0
 
 
+# Alembic's `context` is process-global, so two migrations must never run at once in one process.
+_migrating = asyncio.Lock()
+
+
+async def _upgrade() -> None:
+    async with _migrating:
+        await asyncio.to_thread(migrate.upgrade)
+
+
 async def migrate_on_startup() -> None:
     """Bring the schema to head; an unreachable database is logged, the UI banner explains it."""
     try:
-        await asyncio.to_thread(migrate.upgrade)
+        await _upgrade()
     except UserFacingError as e:
         log.warning("migrations skipped: %s", e.message)
     except Exception:
@@ -28,12 +37,12 @@ async def migrate_on_startup() -> None:
 
 
 async def _run_scheduler(scheduler) -> None:  # noqa: ANN001 - services.scheduler.Scheduler
-    # The scheduler reads and writes the schema, so it starts once migrations are at head. Migrating
-    # again is cheap and safe next to `migrate_on_startup` (both take the migration lock).
+    # The scheduler reads and writes the schema, so it starts once migrations are at head (after
+    # `migrate_on_startup`, a cheap no-op; while the database is down, retried until it answers).
     warned = False
     while True:
         try:
-            await asyncio.to_thread(migrate.upgrade)
+            await _upgrade()
             break
         except UserFacingError as e:
             if not warned:

@@ -271,7 +271,8 @@ def test_crashed_runs_are_marked_failed_at_start_up(db: sa.Engine, runner_spec) 
     ids = [_create(db, "0 0 1 1 *", f"crash_{i}", now=now, query_id=qid).id for i in range(6)]
     reused = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        dead = _insert_run(db, ids[0], status="running", host=HOST, pid=_dead_pid(), started_at=now - timedelta(minutes=3))
+        dead = _insert_run(db, ids[0], status="running", host=HOST, pid=_dead_pid(),
+                           started_at=now - timedelta(minutes=3))
         alive = _insert_run(db, ids[1], status="running", host=HOST, pid=os.getpid(), started_at=now)
         # pid alive, but its process started long after the run did: the pid was reused
         reused_run = _insert_run(db, ids[2], status="running", host=HOST, pid=reused.pid,

@@ -232,8 +232,9 @@ def test_delete_keeps_the_table_unless_asked(db) -> None:
     with db.begin() as c:
         c.execute(sa.text("CREATE TABLE stackql_inventory.keep_me (_stackql_run_id bigint)"))
         c.execute(sa.text("CREATE TABLE stackql_inventory.drop_me (_stackql_run_id bigint)"))
-        c.execute(sa.text("INSERT INTO stackql_app.runs (schedule_id, target_schema, target_table, write_mode, trigger, status) "
-                          "VALUES (:s, 'stackql_inventory', 'keep_me', 'replace', 'manual', 'success')"), {"s": keep.id})
+        c.execute(sa.text("INSERT INTO stackql_app.runs (schedule_id, target_schema, target_table, write_mode, "
+                          "trigger, status) VALUES (:s, 'stackql_inventory', 'keep_me', 'replace', 'manual', "
+                          "'success')"), {"s": keep.id})
     assert "kept" in schedules.delete_schedule(ANA, keep.id)
     assert "dropped" in schedules.delete_schedule(ANA, drop.id, drop_table=True)
     with db.connect() as c:

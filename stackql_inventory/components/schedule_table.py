@@ -102,7 +102,8 @@ def _run_row(h: rx.Var[dict[str, str]]) -> rx.Component:
             h["error"] != "",
             rx.el.details(
                 rx.el.summary(rx.cond(h["error_class"] != "", h["error_class"], "error"), cursor="pointer"),
-                rx.text(h["error"], size="1", white_space="pre-wrap", custom_attrs={"data-testid": "schedule-run-error"}),
+                rx.text(h["error"], size="1", white_space="pre-wrap",
+                        custom_attrs={"data-testid": "schedule-run-error"}),
             ),
         )),
         custom_attrs={"data-testid": "schedule-run"},
@@ -140,7 +141,11 @@ def schedule_table(S) -> rx.Component:  # noqa: ANN001, N803 - SchedulesState (p
             rx.table.row(
                 rx.table.cell(rx.text(r["query"], weight="medium")),
                 rx.table.cell(_schedule_cell(r)),
-                rx.table.cell(rx.text(r["next_run"], size="2")),
+                rx.table.cell(rx.vstack(
+                    rx.text(r["next_run"], size="2"),
+                    rx.cond(r["backoff"] != "", rx.text(r["backoff"], size="1", color_scheme="amber")),
+                    spacing="1",
+                )),
                 rx.table.cell(_target_cell(r)),
                 rx.table.cell(rx.badge(r["active"], color_scheme=rx.cond(r["is_active"] != "", "green", "gray"),
                                        variant="outline")),

@@ -257,12 +257,12 @@ def set_runner_pid(session: Session, run_id: int, pid: int) -> None:
 
 def fail_run(session: Session, run: Run, *, error_class: str, message: str, now: datetime) -> None:
     """Mark an unfinished run failed and count the failure on its schedule (crashed or lost runners)."""
+    if run.status == "running" and run.started_at is not None:  # a run that never started took no time
+        run.duration_s = max(0.0, (now - run.started_at).total_seconds())
     run.status = "failed"
     run.finished_at = now
     run.error_class = error_class
     run.error_message = message
-    if run.started_at is not None:
-        run.duration_s = max(0.0, (now - run.started_at).total_seconds())
     if run.schedule_id is not None:
         session.execute(
             sa.update(Schedule).where(Schedule.id == run.schedule_id).values(

@@ -47,6 +47,8 @@ def _row(v: ScheduleView) -> dict[str, str]:
         "description": v.cron_description,
         "timezone": v.timezone, "next_run": _when(v.next_run_at, v.timezone) if v.is_active else "paused",
         "next_run_ts": str(v.next_run_at.timestamp()) if v.next_run_at else "",
+        "backoff": (f"delayed after {v.failures} failed run{'s' if v.failures > 1 else ''}"
+                    if v.failures and v.is_active and not v.job_id else ""),
         "target": v.target, "table": v.target_table, "mode": v.write_mode, "keys": ", ".join(v.key_columns),
         "active": "active" if v.is_active else "paused", "is_active": "1" if v.is_active else "",
         "last_run": _when(v.last_run_at, v.timezone), "status": v.status, "in_flight": "1" if v.in_flight else "",
@@ -151,7 +153,7 @@ class SchedulesState(rx.State):
     def open_new(self):
         """Open an empty dialog."""
         self.editing_id = ""
-        self.form_query_id = self.queries[0]["id"] if len(self.queries) == 1 else ""
+        self.form_query_id = ""
         self.form_cron, self.form_timezone, self.form_table = "0 * * * *", DEFAULT_TIMEZONE, ""
         self.form_mode, self.form_keys, self.form_error = "replace", "", ""
         self._preview()

@@ -61,6 +61,7 @@ class ScheduleView:
     write_mode: str
     key_columns: tuple[str, ...]
     is_active: bool
+    failures: int                      # consecutive failed runs (each one delays the next run more)
     last_run_at: datetime | None
     last_run_status: str               # status of the newest run ('' when it never ran)
     status: str                        # queued | running | success | failed | skipped | cancelled | never run
@@ -395,7 +396,8 @@ def _view(schedule: Schedule, query: SavedQuery | None, latest: Run | None, back
         timezone=schedule.timezone, next_run_at=_next_run(schedule, now), target_schema=schedule.target_schema,
         target_table=schedule.target_table, target=f"{schedule.target_schema}.{schedule.target_table}",
         write_mode=schedule.write_mode, key_columns=tuple(schedule.key_columns or ()), is_active=schedule.is_active,
-        last_run_at=last_run_at, last_run_status=run.status if run else (schedule.last_run_status or ""),
+        failures=schedule.consecutive_failures, last_run_at=last_run_at,
+        last_run_status=run.status if run else (schedule.last_run_status or ""),
         status=status, problem=backend_status.problem if backend_status else "", job_id=job_id,
         job_url=backend.job_url(job_id) if job_id else "",
     )
