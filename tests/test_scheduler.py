@@ -114,15 +114,18 @@ def test_fires_within_two_seconds_of_its_due_time(db: sa.Engine, runner_spec) ->
     offset = offset_to_minute_boundary(lead_s=3.0)
     clock = offset_clock(offset)
     # Started first with a one-minute recheck: only the service's wake-up can make it fire on time.
-    with SchedulerThread(_scheduler(clock=clock)):
+    with SchedulerThread(_scheduler(clock=clock)) as t:
         time.sleep(0.3)
         sch = _create(db, "* * * * *", "every_minute", now=clock())
         due = sch.next_run_at
         assert due is not None and due.second == 0 and 2.0 < (due - clock()).total_seconds() < 3.0
+        (started,) = wait_for(lambda: list(t.scheduler.started_runs), 10, what="the runner to be spawned")
+        late = (started.at - due).total_seconds()
+        assert 0 <= late <= 2.0, f"spawned the runner {late:.3f} s after the due time"
         (start,) = wait_for(lambda: [r for r in read_records(record) if r["event"] == "start"], 10,
                             what="the runner to start")
-        late = start["t"] + offset - due.timestamp()
-        assert -0.05 <= late <= 2.0, f"fired {late:.3f} s after the due time"
+        # The runner's own Python start-up comes on top; generous, as test machines may be loaded.
+        assert start["t"] + offset - due.timestamp() <= 6.0
         wait_for(lambda: runs(db, sch.id)[0]["status"] == "success", 10, what="the run to succeed")
     (run,) = runs(db, sch.id)
     assert (run["trigger"], run["backend"], run["scheduled_for"], run["rows_written"]) == (
@@ -343,7 +346,7 @@ def test_two_schedulers_on_one_database_fire_each_slot_once(db: sa.Engine, runne
         if other.poll() is None:
             other.kill()
     theirs = json.loads(out.strip().splitlines()[-1])["started"]
-    ours = [c.run_id for c in mine.scheduler.started_runs]
+    ours = [s.run_id for s in mine.scheduler.started_runs]
     # Both woke for the same slot and raced for it; whichever won, each schedule ran exactly once.
     starts = [r for r in read_records(record) if r["event"] == "start"]
     assert sorted(r["schedule_id"] for r in starts) == ids, "each schedule fired exactly once for the slot"

@@ -114,6 +114,19 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Started:
+    """A runner this scheduler started."""
+
+    claim: Claim
+    pid: int
+    at: datetime          # the scheduler's clock once the process was spawned
+
+    @property
+    def run_id(self) -> int:
+        return self.claim.run_id
+
+
+@dataclass(frozen=True)
 class Plan:
     """What one pass over the database decided."""
 
@@ -166,8 +179,8 @@ class Scheduler:
         self._done: asyncio.Event | None = None  # set in run(): it needs the running loop
         self._started_at: datetime | None = None
         self._db_down = False
-        # Every run started, in order (run_id, schedule_id, trigger): for logs and tests.
-        self.started_runs: list[Claim] = []
+        # Every runner started, in order: for logs, tests and benchmarks.
+        self.started_runs: list[Started] = []
         self.recoveries: list[Recovery] = []
 
     # --- control ---------------------------------------------------------------------------------
@@ -323,18 +336,19 @@ class Scheduler:
                                     f"({e.strerror or type(e).__name__}).")
             return
         self._children[claim.run_id] = _Child(claim, process, log_path, self.clock())
-        self.started_runs.append(claim)
+        self.started_runs.append(Started(claim, process.pid, self.clock()))
         log.info("runner_started run_id=%s schedule_id=%s trigger=%s pid=%s", claim.run_id, claim.schedule_id,
                  claim.trigger, process.pid)
+        # The watcher records the pid, so the next due runner is spawned without waiting on the database.
         watcher = asyncio.create_task(self._watch(claim, process, log_path))
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
+
+    async def _watch(self, claim: Claim, process: asyncio.subprocess.Process, log_path: Path) -> None:
         try:
             await asyncio.to_thread(_record_pid, claim.run_id, process.pid)
         except UserFacingError as e:
             log.warning("runner_pid_not_recorded run_id=%s error=%s", claim.run_id, e.message)
-
-    async def _watch(self, claim: Claim, process: asyncio.subprocess.Process, log_path: Path) -> None:
         code = await process.wait()
         log.info("runner_exited run_id=%s schedule_id=%s code=%s", claim.run_id, claim.schedule_id, code)
         if self._stopping and code != 0:

@@ -6,7 +6,7 @@ run and the schedule as the real runner does. Its behaviour comes from the JSON 
 `{"record": path, "sleep": s, "outcome": "success"|"failed"|"none", "exit": code}`.
 
     python -m tests.support.scheduling runner --schedule-id 1 --trigger schedule --run-id 7
-    python -m tests.support.scheduling scheduler --seconds 8 --clock-offset 12.5 --max-concurrent 10
+    python -m tests.support.scheduling scheduler --seconds 8 [--clock-offset 12.5] [--max-concurrent 10] [--recheck 1]
 """
 
 from __future__ import annotations
@@ -191,12 +191,13 @@ def scheduler_main(argv: list[str]) -> int:
     p.add_argument("--seconds", type=float, required=True)
     p.add_argument("--clock-offset", type=float, default=0.0)
     p.add_argument("--max-concurrent", type=int, default=10)
+    p.add_argument("--recheck", type=float, default=1.0)
     args = p.parse_args(argv)
     from stackql_inventory.db import engine as db_engine
     from stackql_inventory.services.scheduler import Scheduler
 
     db_engine.set_engine(_engine())
-    scheduler = Scheduler(max_concurrent=args.max_concurrent, runner_argv=STAND_IN_RUNNER, recheck_s=1.0,
+    scheduler = Scheduler(max_concurrent=args.max_concurrent, runner_argv=STAND_IN_RUNNER, recheck_s=args.recheck,
                           clock=offset_clock(args.clock_offset))
 
     async def main() -> None:
@@ -206,7 +207,9 @@ def scheduler_main(argv: list[str]) -> int:
         await task
 
     asyncio.run(main())
-    print(json.dumps({"started": [c.run_id for c in scheduler.started_runs]}), flush=True)
+    print(json.dumps({"started": [s.run_id for s in scheduler.started_runs],
+                      "spawned_at": {str(s.claim.schedule_id): s.at.timestamp() for s in scheduler.started_runs}}),
+          flush=True)
     return 0
 
 
