@@ -193,6 +193,8 @@ def test_run_now_and_live_status_from_the_runs_api(db, fake) -> None:
     sch = _create(db)
     message = schedules.run_now(ANA, sch.id)
     run_id = int(message.split()[1])
+    assert "(queued)" in message and f"/run/{run_id}" in message
+    assert fake.requests_to("/api/2.2/jobs/runs/get")[-1].query["run_id"] == str(run_id)
     assert _body(fake, "/api/2.2/jobs/run-now") == {
         "job_id": int(sch.job_id), "job_parameters": {"schedule_id": str(sch.id), "trigger": "manual"}}
     assert schedules.list_schedules()[0].status == "queued"

@@ -388,3 +388,55 @@ def test_a_thousand_idle_schedules_cost_almost_no_cpu(db: sa.Engine, runner_spec
         assert t.scheduler.started_runs == []
     # Three plan re-reads in six seconds; everything else is sleeping.
     assert cpu < 0.25, f"{cpu:.3f} CPU seconds in {wall:.1f} s idle"
+
+
+# --- the app's lifespan task ---------------------------------------------------------------------
+
+
+def test_lifespan_recovers_and_runs_the_scheduler_for_the_local_backend(db: sa.Engine, runner_spec) -> None:
+    import asyncio
+
+    from stackql_inventory import lifespan
+    from stackql_inventory.services import scheduler
+
+    sch = _create(db, "0 0 1 1 *", "lifespan", now=datetime.now(UTC))
+    crashed = _insert_run(db, sch.id, status="running", host=HOST, pid=_dead_pid(),
+                          started_at=datetime.now(UTC) - timedelta(minutes=1))
+
+    async def main() -> None:
+        async with lifespan.local_scheduler():
+            deadline = time.monotonic() + 20
+            while not (scheduler.current() and scheduler.current().recoveries):
+                assert time.monotonic() < deadline, "the scheduler did not start and recover"
+                await asyncio.sleep(0.05)
+            assert scheduler.current().recoveries[0].failed_run_ids == [crashed]
+        assert scheduler.current() is None, "leaving the lifespan stops the scheduler"
+
+    asyncio.run(main())
+    (run,) = runs(db, sch.id)
+    assert (run["status"], run["error_class"]) == ("failed", "RunnerLost")
+
+
+@pytest.mark.parametrize("env", [{"STACKQL_INVENTORY_JOBS_BACKEND": "databricks"},
+                                 {"STACKQL_INVENTORY_SCHEDULER": "false"}])
+def test_lifespan_runs_no_scheduler_otherwise(db: sa.Engine, monkeypatch, env: dict[str, str]) -> None:
+    import asyncio
+
+    from stackql_inventory import lifespan
+    from stackql_inventory.config import get_settings
+    from stackql_inventory.services import scheduler
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+
+    async def main() -> None:
+        async with lifespan.local_scheduler():
+            await asyncio.sleep(0.2)
+            assert scheduler.current() is None
+
+    try:
+        asyncio.run(main())
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()

@@ -188,7 +188,14 @@ class DatabricksJobs:
         run_id = waiter.response.run_id
         log.info("databricks_run_started job_id=%s run_id=%s schedule_id=%s by=%s", schedule.job_id, run_id,
                  schedule.id, actor)
-        return f"Run {run_id} started on Databricks."
+        try:
+            run = self._w().jobs.get_run(run_id=run_id)
+        except Exception as e:  # the run started; only its details are missing
+            log.warning("databricks_run_not_read run_id=%s error=%s", run_id, type(e).__name__)
+            return f"Run {run_id} started on Databricks."
+        state = run_status(run)
+        where = f" Follow it at {run.run_page_url}" if run.run_page_url else ""
+        return f"Run {run_id} started on Databricks ({state}).{where}"
 
     def changed(self) -> None:
         return None
