@@ -9,6 +9,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from stackql_inventory.db import runs as db_runs
 from stackql_inventory.db.models import Run, SavedQuery, Schedule
 
 # Key of the transaction-level advisory lock every local scheduler holds while it claims work, so that
@@ -154,13 +155,6 @@ def get_run(session: Session, run_id: int) -> Run | None:
     return session.get(Run, run_id)
 
 
-def add_run(session: Session, run: Run) -> Run:
-    """Insert a run row and return it with its id."""
-    session.add(run)
-    session.flush()
-    return run
-
-
 # --- the local scheduler -------------------------------------------------------------------------
 
 
@@ -256,18 +250,15 @@ def set_runner_pid(session: Session, run_id: int, pid: int) -> None:
 
 
 def fail_run(session: Session, run: Run, *, error_class: str, message: str, now: datetime) -> None:
-    """Mark an unfinished run failed and count the failure on its schedule (crashed or lost runners)."""
+    """Mark an unfinished run failed (its runner crashed or vanished) and count the failure on its schedule,
+    by the ledger's rule (`db.runs.record_schedule_outcome`)."""
     if run.status == "running" and run.started_at is not None:  # a run that never started took no time
         run.duration_s = max(0.0, (now - run.started_at).total_seconds())
     run.status = "failed"
     run.finished_at = now
     run.error_class = error_class
     run.error_message = message
-    if run.schedule_id is not None:
-        session.execute(
-            sa.update(Schedule).where(Schedule.id == run.schedule_id).values(
-                last_run_at=now, last_run_status="failed",
-                consecutive_failures=Schedule.consecutive_failures + 1,
-            )
-        )
     session.flush()
+    if run.schedule_id is not None:
+        db_runs.record_schedule_outcome(session, run.schedule_id, status="failed",
+                                        run_started_at=run.started_at or now)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from sqlmodel import Session
 
 from stackql_inventory.config import Settings
+from stackql_inventory.db import runs as db_runs
 from stackql_inventory.db import schedules as db
 from stackql_inventory.db.engine import session_scope
 from stackql_inventory.db.models import Run, Schedule
@@ -44,7 +45,7 @@ class LocalJobs:
                 f"A run of this schedule is already {busy.status}. Wait for it to finish, then run it again.",
                 ErrorKind.CONFLICT,
             )
-        db.add_run(session, Run(
+        db_runs.insert(session, Run(
             schedule_id=schedule.id, query_id=schedule.query_id, target_schema=schedule.target_schema,
             target_table=schedule.target_table, write_mode=schedule.write_mode, trigger="manual", backend="local",
             status="queued", started_at=datetime.now(UTC), created_by=actor,

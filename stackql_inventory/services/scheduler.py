@@ -27,6 +27,7 @@ import psutil
 import sqlalchemy as sa
 
 from stackql_inventory.config import get_settings, process_env
+from stackql_inventory.db import runs as db_runs
 from stackql_inventory.db import schedules as db
 from stackql_inventory.db.engine import session_scope
 from stackql_inventory.db.models import Run, Schedule
@@ -308,7 +309,7 @@ class Scheduler:
         )
         try:
             with s.begin_nested():
-                db.add_run(s, run)
+                db_runs.insert(s, run)
         except sa.exc.IntegrityError:
             log.warning("slot_already_fired schedule_id=%s slot=%s", schedule.id, slot.isoformat())
             return None
