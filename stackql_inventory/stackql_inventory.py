@@ -35,3 +35,4 @@ app.add_page(providers.page, route=routes.PROVIDERS, title="Providers · StackQL
 
 inventory.register_routes(app)  # GET /api/inventory/export/<ticket>: streamed CSV of an inventory table
 app.register_lifespan_task(lifespan.migrate_on_startup)
+app.register_lifespan_task(lifespan.local_scheduler)

@@ -120,6 +120,11 @@ class Run(SQLModel, table=True):
         # The runner's "who is on this target" and the scheduler's "what is in flight" lookups.
         sa.Index("ix_runs_active_target", "target_schema", "target_table",
                  postgresql_where=sa.text("status IN ('queued', 'running')")),
+        # At most one run per schedule slot, however many schedulers share the database.
+        sa.Index("uq_runs_schedule_slot", "schedule_id", "scheduled_for", unique=True,
+                 postgresql_where=sa.text("scheduled_for IS NOT NULL")),
+        # The scheduler's "what is in flight" lookups.
+        sa.Index("ix_runs_in_flight", "schedule_id", postgresql_where=sa.text("status IN ('queued', 'running')")),
         {"schema": APP_SCHEMA},
     )
 
@@ -154,6 +159,8 @@ class Run(SQLModel, table=True):
     created_by: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
     runner_host: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     runner_pid: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True))
+    # The cron slot a scheduled or catch-up run was fired for (None for manual runs).
+    scheduled_for: datetime | None = Field(default=None, sa_column=_ts())
 
 
 class QueryHistory(SQLModel, table=True):

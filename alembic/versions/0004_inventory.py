@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "inventory"
-down_revision = "0001"
+revision = "0004_inventory"
+down_revision = "0003_scheduling"
 branch_labels = None
 depends_on = None
 
