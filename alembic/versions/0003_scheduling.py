@@ -1,7 +1,7 @@
 """Scheduling: the slot each run was fired for (unique per schedule) and an index of runs in flight.
 
 Revision ID: 0003_scheduling
-Revises: 0001
+Revises: 0002_runner
 Create Date: 2026-11-27
 """
 

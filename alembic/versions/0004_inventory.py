@@ -1,7 +1,7 @@
 """Runs ledger: index by target table, for the inventory browser's last-run and last-success lookups.
 
-Revision ID: inventory
-Revises: 0001
+Revision ID: 0004_inventory
+Revises: 0003_scheduling
 Create Date: 2026-11-27
 """
 
