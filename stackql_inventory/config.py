@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     secret_scope: str = Field("stackql-inventory", validation_alias=_env("STACKQL_INVENTORY_SECRET_SCOPE"))
     max_concurrent_runs: int = Field(2, ge=1, validation_alias=_env("STACKQL_INVENTORY_MAX_CONCURRENT_RUNS"))
     scheduler_enabled: bool = Field(True, validation_alias=_env("STACKQL_INVENTORY_SCHEDULER"))
-    # Comma-separated users (email or name) or groups allowed to write; "*" means everyone.
+    # Comma-separated users (email or name) or groups (`group:<name>`) allowed to write; "*" means everyone.
     editors: str = Field("*", validation_alias=_env("STACKQL_INVENTORY_EDITORS"))
 
     # --- AI ------------------------------------------------------------------------------------
@@ -134,11 +134,12 @@ class Settings(BaseSettings):
 
     @property
     def uses_lakebase(self) -> bool:
-        return self.database_url is None and bool(self.pghost)
+        """PGHOST (an app's database resource) or a Lakebase endpoint/instance alone (a job), without DATABASE_URL."""
+        return self.database_url is None and bool(self.pghost or self.lakebase_endpoint or self.lakebase_instance)
 
     @property
     def uses_embedded_db(self) -> bool:
-        return self.database_url is None and not self.pghost
+        return self.database_url is None and not self.uses_lakebase
 
     @property
     def serve_port(self) -> int:

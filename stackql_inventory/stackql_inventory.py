@@ -34,4 +34,6 @@ app.add_page(inventory.page, route=routes.INVENTORY, title="Inventory · StackQL
 app.add_page(providers.page, route=routes.PROVIDERS, title="Providers · StackQL Cloud Inventory",
              on_load=[AppState.load, providers.ProvidersState.load])
 
+inventory.register_routes(app)  # GET /api/inventory/export/<ticket>: streamed CSV of an inventory table
 app.register_lifespan_task(lifespan.migrate_on_startup)
+app.register_lifespan_task(lifespan.local_scheduler)

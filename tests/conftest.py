@@ -195,3 +195,13 @@ def page(page):  # noqa: F811 - extends pytest-playwright's fixture
     """pytest-playwright's page with app-sized timeouts."""
     page.set_default_timeout(20_000)
     return page
+
+
+def _expect_timeout() -> None:
+    """`expect(...)` waits up to 15 s: a loaded 2-core CI machine can take seconds per round trip."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=15_000)
+
+
+_expect_timeout()

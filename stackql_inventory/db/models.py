@@ -114,6 +114,17 @@ class Run(SQLModel, table=True):
         sa.CheckConstraint(f"status IN {RUN_STATUSES}", name="ck_runs_status"),
         sa.Index("ix_runs_schedule_started", "schedule_id", sa.text("started_at DESC")),
         sa.Index("ix_runs_started", sa.text("started_at DESC")),
+        # The inventory browser's "last run / last success of this table" lookups (tables written by
+        # one-off runs have no schedule, so the schedule index cannot serve them).
+        sa.Index("ix_runs_target_started", "target_schema", "target_table", sa.text("started_at DESC")),
+        # The runner's "who is on this target" and the scheduler's "what is in flight" lookups.
+        sa.Index("ix_runs_active_target", "target_schema", "target_table",
+                 postgresql_where=sa.text("status IN ('queued', 'running')")),
+        # At most one run per schedule slot, however many schedulers share the database.
+        sa.Index("uq_runs_schedule_slot", "schedule_id", "scheduled_for", unique=True,
+                 postgresql_where=sa.text("scheduled_for IS NOT NULL")),
+        # The scheduler's "what is in flight" lookups.
+        sa.Index("ix_runs_in_flight", "schedule_id", postgresql_where=sa.text("status IN ('queued', 'running')")),
         {"schema": APP_SCHEMA},
     )
 
@@ -148,6 +159,8 @@ class Run(SQLModel, table=True):
     created_by: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
     runner_host: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     runner_pid: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True))
+    # The cron slot a scheduled or catch-up run was fired for (None for manual runs).
+    scheduled_for: datetime | None = Field(default=None, sa_column=_ts())
 
 
 class QueryHistory(SQLModel, table=True):

@@ -1,73 +1,401 @@
-"""Schedules page: saved queries run on a cron into inventory tables."""
+"""Schedules page: saved queries run on a cron into inventory tables (list, new/edit, run now, pause, delete,
+run history), with live status while runs are queued or running."""
 
 from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from functools import partial
+from zoneinfo import ZoneInfo
 
 import reflex as rx
 
 from stackql_inventory import formatting
 from stackql_inventory.components.layout import empty_state, error_text, page_frame
-from stackql_inventory.services import schedules
+from stackql_inventory.components.schedule_form import delete_dialog, schedule_dialog
+from stackql_inventory.components.schedule_table import schedule_table
+from stackql_inventory.services import identity, library, schedules
 from stackql_inventory.services.errors import ErrorKind, UserFacingError
+from stackql_inventory.services.jobs import RunInfo
+from stackql_inventory.services.schedules import ScheduleForm, ScheduleView
+from stackql_inventory.state.app_state import AppState
+
+# Seconds between status refreshes while a run is queued or running.
+POLL_ACTIVE_S = 1.5
+# With nothing running, the poller also wakes for a run due within this many seconds; beyond, it stops.
+POLL_AHEAD_S = 600.0
+# A poller stops after this long; loading the page or any action starts it again.
+POLL_MAX_S = 3600.0
+DEFAULT_TIMEZONE = "UTC"
+
+
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except Exception:  # a zone this host does not know: show UTC
+        return None
+
+
+def _when(dt: datetime | None, tz: str) -> str:
+    return formatting.timestamp(dt, tz=_zone(tz)) if dt else ""
+
+
+def _row(v: ScheduleView) -> dict[str, str]:
+    return {
+        "id": str(v.id), "query_id": str(v.query_id), "query": v.query_name, "cron": v.cron_expression,
+        "description": v.cron_description,
+        "timezone": v.timezone, "next_run": _when(v.next_run_at, v.timezone) if v.is_active else "paused",
+        "next_run_ts": str(v.next_run_at.timestamp()) if v.next_run_at else "",
+        "backoff": (f"delayed after {v.failures} failed run{'s' if v.failures > 1 else ''}"
+                    if v.failures and v.is_active and not v.job_id else ""),
+        "target": v.target, "table": v.target_table, "mode": v.write_mode, "keys": ", ".join(v.key_columns),
+        "active": "active" if v.is_active else "paused", "is_active": "1" if v.is_active else "",
+        "last_run": _when(v.last_run_at, v.timezone), "status": v.status, "in_flight": "1" if v.in_flight else "",
+        "problem": v.problem, "job_id": v.job_id, "job_url": v.job_url,
+    }
+
+
+def _run_row(r: RunInfo, tz: str) -> dict[str, str]:
+    return {
+        "id": r.run_id, "trigger": r.trigger, "started": _when(r.started_at, tz), "status": r.status,
+        "duration": formatting.duration(r.duration_s), "rows": formatting.count(r.rows_written),
+        "error_class": r.error_class, "error": r.error_message, "url": r.url,
+    }
 
 
 class SchedulesState(rx.State):
-    """The schedule list."""
+    """The schedule list, the new/edit dialog, the delete confirmation and one schedule's run history."""
 
     # One dict per schedule, as the table shows it.
     rows: list[dict[str, str]] = []
-    # Why the list could not be loaded ('' when fine).
+    # Why the list could not be loaded ('' when fine; database problems go to the banner).
     load_error: str = ""
+    # What the last action did (e.g. "Run queued"); '' when there is nothing to say.
+    notice: str = ""
+    # Why the last row action failed ('' when fine).
+    action_error: str = ""
+    # Saved queries for the picker: id and name.
+    queries: list[dict[str, str]] = []
+    # Id of the schedule a row action is working on ('' when idle).
+    busy_id: str = ""
 
+    # Whether the new/edit dialog is open.
+    dialog_open: bool = False
+    # Id of the schedule being edited ('' for a new one).
+    editing_id: str = ""
+    # The dialog's fields, as typed.
+    form_query_id: str = ""
+    form_cron: str = "0 * * * *"
+    form_timezone: str = DEFAULT_TIMEZONE
+    form_table: str = ""
+    form_mode: str = "replace"
+    form_keys: str = ""
+    # Instant cron feedback: description, next five runs, or why the cron is invalid.
+    cron_preview: str = ""
+    cron_error: str = ""
+    next_runs: list[str] = []
+    # Why saving failed ('' when fine).
+    form_error: str = ""
+    # Whether a save is in progress.
+    saving: bool = False
+
+    # The delete confirmation: which schedule, its table, and whether to drop the table too.
+    delete_open: bool = False
+    delete_id: str = ""
+    delete_target: str = ""
+    delete_drop: bool = False
+
+    # The schedule whose run history is shown ('' for none), its runs, and why they could not be loaded.
+    history_id: str = ""
+    history: list[dict[str, str]] = []
+    history_error: str = ""
+    history_loading: bool = False
+
+    # Whether this tab's status poller runs.
+    _polling: bool = False
+
+    # --- loading -------------------------------------------------------------------------------
     @rx.event(background=True)
     async def load(self):
-        """Load every schedule."""
+        """Load the schedules and the saved queries, then keep statuses live."""
         try:
-            items = await rx.run_in_thread(schedules.list_schedules)
+            queries = await rx.run_in_thread(library.list_queries)
+        except UserFacingError:
+            queries = []
+        async with self:
+            self.queries = [{"id": str(q.id), "name": q.name} for q in queries]
+        await _refresh(self)
+        return SchedulesState.poll
+
+    @rx.event(background=True)
+    async def poll(self):
+        """Refresh statuses while a run is queued or running, or one is due soon; stop otherwise."""
+        async with self:
+            if self._polling:
+                return
+            self._polling = True
+        try:
+            deadline = time.monotonic() + POLL_MAX_S
+            while time.monotonic() < deadline:
+                async with self:
+                    wait = _poll_wait(self.rows)
+                if wait is None:
+                    break
+                await asyncio.sleep(wait)
+                await _refresh(self)
+        finally:
+            async with self:
+                self._polling = False
+
+    # --- the new/edit dialog -------------------------------------------------------------------
+    @rx.event
+    def open_new(self):
+        """Open an empty dialog."""
+        self.editing_id = ""
+        self.form_query_id = ""
+        self.form_cron, self.form_timezone, self.form_table = "0 * * * *", DEFAULT_TIMEZONE, ""
+        self.form_mode, self.form_keys, self.form_error = "replace", "", ""
+        self._preview()
+        self.dialog_open = True
+
+    @rx.event
+    def open_edit(self, schedule_id: str):
+        """Open the dialog on an existing schedule."""
+        row = next((r for r in self.rows if r["id"] == schedule_id), None)
+        if row is None:
+            return
+        self.editing_id = schedule_id
+        self.form_query_id = row["query_id"]
+        self.form_cron, self.form_timezone, self.form_table = row["cron"], row["timezone"], row["table"]
+        self.form_mode, self.form_keys, self.form_error = row["mode"], row["keys"], ""
+        self._preview()
+        self.dialog_open = True
+
+    @rx.event
+    def set_dialog_open(self, value: bool):
+        self.dialog_open = value
+
+    @rx.event
+    def set_form_query(self, value: str):
+        self.form_query_id = value
+
+    @rx.event
+    def set_form_cron(self, value: str):
+        self.form_cron = value
+        self._preview()
+
+    @rx.event
+    def set_form_timezone(self, value: str):
+        self.form_timezone = value
+        self._preview()
+
+    @rx.event
+    def apply_preset(self, expr: str):
+        self.form_cron = expr
+        self._preview()
+
+    @rx.event
+    def set_form_table(self, value: str):
+        self.form_table = value
+
+    @rx.event
+    def set_form_mode(self, value: str):
+        self.form_mode = value
+
+    @rx.event
+    def set_form_keys(self, value: str):
+        self.form_keys = value
+
+    def _preview(self) -> None:
+        preview = schedules.preview_cron(self.form_cron, self.form_timezone.strip(), now=datetime.now(UTC))
+        self.cron_preview, self.cron_error = preview.description, preview.error
+        self.next_runs = [t.strftime("%a %Y-%m-%d %H:%M %Z") for t in preview.next_runs]
+
+    @rx.event(background=True)
+    async def save(self):
+        """Validate and save the dialog; on error keep it open with the reason."""
+        async with self:
+            if self.saving:
+                return
+            self.saving, self.form_error = True, ""
+            who = identity.from_headers(dict(self.router.headers.raw_headers))
+            editing = self.editing_id
+            form = ScheduleForm(
+                query_id=int(self.form_query_id) if self.form_query_id.isdigit() else None,
+                cron_expression=self.form_cron, timezone=self.form_timezone, target_table=self.form_table,
+                write_mode=self.form_mode, key_columns=schedules.parse_key_columns(self.form_keys),
+            )
+        try:
+            if editing:
+                outcome = await rx.run_in_thread(partial(schedules.update_schedule, who, int(editing), form))
+            else:
+                outcome = await rx.run_in_thread(partial(schedules.create_schedule, who, form))
         except UserFacingError as e:
             async with self:
-                self.load_error = "" if e.kind is ErrorKind.DATABASE else e.message
+                self.form_error, self.saving = e.message, False
             return
         async with self:
-            self.load_error = ""
-            self.rows = [
-                {
-                    "id": str(s.id), "query": s.query_name, "cron": s.cron_expression, "timezone": s.timezone,
-                    "target": s.target, "mode": s.write_mode, "active": "active" if s.is_active else "paused",
-                    "last_run": formatting.timestamp(s.last_run_at), "status": s.last_run_status or "never run",
-                }
-                for s in items
-            ]
+            self.saving, self.dialog_open = False, False
+            verb = "updated" if editing else "created"
+            self.notice = " ".join(filter(None, [f"Schedule for {outcome.schedule.target} {verb}.", outcome.notice]))
+            self.action_error = ""
+        await _refresh(self)
+        return SchedulesState.poll
+
+    # --- row actions ---------------------------------------------------------------------------
+    @rx.event(background=True)
+    async def run_now(self, schedule_id: str):
+        """Start a run now; the status turns to queued, then running."""
+        await _act(self, schedule_id, lambda who: schedules.run_now(who, int(schedule_id)))
+        return SchedulesState.poll
+
+    @rx.event(background=True)
+    async def pause(self, schedule_id: str):
+        await _act(self, schedule_id, lambda who: _paused(schedules.set_active(who, int(schedule_id), False)))
+
+    @rx.event(background=True)
+    async def resume(self, schedule_id: str):
+        await _act(self, schedule_id, lambda who: _resumed(schedules.set_active(who, int(schedule_id), True)))
+        return SchedulesState.poll
+
+    @rx.event
+    def ask_delete(self, schedule_id: str):
+        """Ask for confirmation (and whether to drop the table too)."""
+        row = next((r for r in self.rows if r["id"] == schedule_id), None)
+        if row is None:
+            return
+        self.delete_id, self.delete_target, self.delete_drop = schedule_id, row["target"], False
+        self.delete_open = True
+
+    @rx.event
+    def set_delete_open(self, value: bool):
+        self.delete_open = value
+
+    @rx.event
+    def set_delete_drop(self, value: bool):
+        self.delete_drop = value
+
+    @rx.event(background=True)
+    async def confirm_delete(self):
+        async with self:
+            schedule_id, drop = self.delete_id, self.delete_drop
+            self.delete_open = False
+            if self.history_id == schedule_id:
+                self.history_id, self.history = "", []
+        await _act(self, schedule_id,
+                   lambda who: schedules.delete_schedule(who, int(schedule_id), drop_table=drop))
+
+    # --- run history ---------------------------------------------------------------------------
+    @rx.event(background=True)
+    async def toggle_history(self, schedule_id: str):
+        """Show (or hide) a schedule's runs."""
+        async with self:
+            if self.history_id == schedule_id:
+                self.history_id, self.history, self.history_error = "", [], ""
+                return
+            self.history_id, self.history, self.history_error = schedule_id, [], ""
+            self.history_loading = True
+        await _load_history(self, schedule_id)
 
 
-def _row(r: rx.Var[dict[str, str]]) -> rx.Component:
-    return rx.table.row(
-        rx.table.cell(r["query"]),
-        rx.table.cell(rx.code(r["cron"])),
-        rx.table.cell(r["target"]),
-        rx.table.cell(r["mode"]),
-        rx.table.cell(r["active"]),
-        rx.table.cell(r["last_run"]),
-        rx.table.cell(rx.text(r["status"], custom_attrs={"data-testid": "schedule-status"})),
-        custom_attrs={"data-testid": "schedule-row"},
-    )
+# --- helpers used by the background events (they take the state proxy) ----------------------------
+
+
+def _paused(outcome) -> str:  # noqa: ANN001 - schedules.Outcome
+    return f"Schedule for {outcome.schedule.target} paused."
+
+
+def _resumed(outcome) -> str:  # noqa: ANN001 - schedules.Outcome
+    return f"Schedule for {outcome.schedule.target} resumed."
+
+
+def _poll_wait(rows: list[dict[str, str]]) -> float | None:
+    """How long the poller sleeps: briefly while a run is in flight, until the next due run if it is soon."""
+    if any(r["in_flight"] for r in rows):
+        return POLL_ACTIVE_S
+    now = time.time()
+    upcoming = [float(r["next_run_ts"]) - now for r in rows if r["is_active"] and r["next_run_ts"]]
+    soonest = min(upcoming, default=None)
+    if soonest is None or soonest > POLL_AHEAD_S:
+        return None
+    return max(soonest, 0.0) + POLL_ACTIVE_S
+
+
+async def _refresh(state) -> None:  # noqa: ANN001 - the SchedulesState proxy of a background event
+    try:
+        items = await rx.run_in_thread(schedules.list_schedules)
+    except UserFacingError as e:
+        async with state:
+            state.load_error = "" if e.kind is ErrorKind.DATABASE else e.message
+        return
+    async with state:
+        state.load_error = ""
+        state.rows = [_row(v) for v in items]
+        history_id = state.history_id
+        in_flight = any(r["in_flight"] for r in state.rows if r["id"] == history_id)
+        stale = any(h["status"] in ("queued", "running") for h in state.history)
+    if history_id and (in_flight or stale):
+        await _load_history(state, history_id)
+
+
+async def _load_history(state, schedule_id: str) -> None:  # noqa: ANN001
+    try:
+        found = await rx.run_in_thread(partial(schedules.run_history, int(schedule_id)))
+    except UserFacingError as e:
+        async with state:
+            if state.history_id == schedule_id:
+                state.history_error, state.history_loading = e.message, False
+        return
+    async with state:
+        if state.history_id != schedule_id:
+            return
+        tz = next((r["timezone"] for r in state.rows if r["id"] == schedule_id), "UTC")
+        state.history = [_run_row(r, tz) for r in found]
+        state.history_error, state.history_loading = "", False
+
+
+async def _act(state, schedule_id: str, action) -> None:  # noqa: ANN001
+    """Run one row action off the event loop; report its message or error, then refresh the list."""
+    async with state:
+        if state.busy_id:
+            return
+        state.busy_id, state.action_error, state.notice = schedule_id, "", ""
+        who = identity.from_headers(dict(state.router.headers.raw_headers))
+    try:
+        message = await rx.run_in_thread(partial(action, who))
+    except UserFacingError as e:
+        async with state:
+            state.action_error, state.busy_id = e.message, ""
+        await _refresh(state)
+        return
+    async with state:
+        state.notice, state.busy_id = message, ""
+    await _refresh(state)
 
 
 def page() -> rx.Component:
+    S = SchedulesState
     return page_frame(
         "schedules",
         "Schedules",
-        error_text(SchedulesState.load_error),
+        error_text(S.load_error),
+        error_text(S.action_error, "schedules-error"),
         rx.cond(
-            SchedulesState.rows.length() > 0,
-            rx.table.root(
-                rx.table.header(
-                    rx.table.row(*[rx.table.column_header_cell(h) for h in
-                                   ("Query", "Cron", "Target", "Mode", "State", "Last run", "Status")])
-                ),
-                rx.table.body(rx.foreach(SchedulesState.rows, _row)),
-                width="100%",
-            ),
+            S.notice != "",
+            rx.callout(S.notice, icon="circle-check", color_scheme="green", width="100%",
+                       custom_attrs={"data-testid": "schedules-notice"}),
+        ),
+        rx.cond(
+            S.rows.length() > 0,
+            schedule_table(S),
             empty_state("calendar-clock", "No schedules yet",
                         "Save a query in the IDE, then schedule it to fill an inventory table.", "schedules-empty"),
+        ),
+        schedule_dialog(S),
+        delete_dialog(S),
+        actions=rx.button(
+            rx.icon("plus", size=16), "New schedule", on_click=S.open_new, disabled=~AppState.can_edit,
+            custom_attrs={"data-testid": "schedule-new"},
         ),
     )

@@ -153,11 +153,12 @@ def _parse_time(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def lakebase_connect_params(settings: Settings, client: WorkspaceClient) -> dict:
+def lakebase_connect_params(settings: Settings, client: WorkspaceClient | None) -> dict:
     """libpq keyword arguments (no password) for Lakebase: host, port, dbname, user, sslmode, application_name.
 
     PG* settings (set by a Databricks App's database resource) win; otherwise the host comes from the
-    endpoint or instance and the user is the app identity's user name (its role in Postgres).
+    endpoint or instance and the user is the app identity's user name (its role in Postgres). `client` may
+    be None only when PGHOST and PGUSER are both set (nothing to look up).
     """
     host = settings.pghost or _lookup_host(settings, client)
     user = settings.pguser

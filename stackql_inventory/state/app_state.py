@@ -7,6 +7,11 @@ import reflex as rx
 from stackql_inventory.services import health, identity
 
 
+def current_identity(state: rx.State) -> identity.Identity:
+    """The identity behind the event being handled (proxy headers of this session's websocket)."""
+    return identity.from_headers(dict(state.router.headers.raw_headers))
+
+
 class AppState(rx.State):
     """Identity and the database banner, shared by every page."""
 
@@ -14,18 +19,19 @@ class AppState(rx.State):
     user_name: str = ""
     # Stable user id recorded as created_by.
     user_id: str = ""
-    # Whether the user may create and change things (editor role).
+    # Whether the user may create and change things (editor role); pages hide write controls otherwise.
     can_edit: bool = True
     # Why the database cannot be used ('' when it answers).
     db_error: str = ""
 
     @rx.event(background=True)
     async def load(self):
-        """Identify the user from proxy headers and check the database (off the event loop)."""
+        """Identify the user and check the database, both off the event loop (group lookups use SCIM)."""
         async with self:
-            who = identity.from_headers(dict(self.router.headers.raw_headers))
+            who = current_identity(self)
             self.user_name, self.user_id = who.display_name, who.user
-            self.can_edit = identity.can_edit(who)
+        editor = await rx.run_in_thread(lambda: identity.can_edit(who))
         problem = await rx.run_in_thread(health.database_problem)
         async with self:
+            self.can_edit = editor
             self.db_error = problem

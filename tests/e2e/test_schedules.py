@@ -1,0 +1,171 @@
+"""The Schedules page in Chromium against the real app (local scheduler, runner, stackql stand-in): create a
+schedule with its cron preview, run it now until it succeeds and its table exists; every invalid input shows
+`form-error` and creates nothing; pause, resume, and delete with or without the table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from playwright.sync_api import Page, expect
+
+from tests.support.scheduling import BULK_QUERY
+
+pytestmark = pytest.mark.browser
+
+QUERY_NAME = "e2e bulk items"
+
+
+@pytest.fixture
+def saved_query(app_db: sa.Engine) -> Iterator[int]:
+    """A saved query needing no credentials; the schedules, runs and tables the test made are removed after."""
+    with app_db.begin() as c:
+        qid = c.execute(sa.text(
+            "INSERT INTO stackql_app.queries (name, query_text, provider, created_by) "
+            "VALUES (:n, :t, 'synthetic', 'e2e') RETURNING id"), {"n": QUERY_NAME, "t": BULK_QUERY}).scalar()
+    yield qid
+    with app_db.begin() as c:
+        tables = c.execute(sa.text("SELECT target_table FROM stackql_app.schedules WHERE query_id = :q"),
+                           {"q": qid}).scalars().all()
+        c.execute(sa.text("DELETE FROM stackql_app.runs WHERE query_id = :q OR schedule_id IN "
+                          "(SELECT id FROM stackql_app.schedules WHERE query_id = :q)"), {"q": qid})
+        c.execute(sa.text("DELETE FROM stackql_app.schedules WHERE query_id = :q"), {"q": qid})
+        c.execute(sa.text("DELETE FROM stackql_app.queries WHERE id = :q"), {"q": qid})
+        for table in tables:
+            c.execute(sa.text(f'DROP TABLE IF EXISTS stackql_inventory."{table}"'))
+
+
+def _count(app_db: sa.Engine) -> int:
+    with app_db.connect() as c:
+        return c.execute(sa.text("SELECT count(*) FROM stackql_app.schedules")).scalar()
+
+
+def _table_exists(app_db: sa.Engine, table: str) -> bool:
+    with app_db.connect() as c:
+        return c.execute(sa.text("SELECT to_regclass(:t)"), {"t": f"stackql_inventory.{table}"}).scalar() is not None
+
+
+def _fill(page: Page, testid: str, value: str) -> None:
+    field = page.get_by_test_id(testid)
+    field.fill(value)
+    field.blur()  # debounced inputs commit on blur
+
+
+def _open_new(page: Page, query: str | None = QUERY_NAME) -> None:
+    page.goto("/schedules")
+    expect(page.get_by_test_id("page-heading")).to_have_text("Schedules")
+    page.get_by_test_id("schedule-new").click()
+    expect(page.get_by_test_id("schedule-save")).to_be_visible()
+    if query:
+        page.get_by_test_id("schedule-query-select").click()
+        page.get_by_role("option", name=query).click()
+
+
+def _save(page: Page) -> None:
+    page.wait_for_timeout(300)  # let the last debounced value reach the server
+    page.get_by_test_id("schedule-save").click()
+
+
+def _row(page: Page, table: str):
+    return page.get_by_test_id("schedule-row").filter(has_text=f"stackql_inventory.{table}")
+
+
+def test_create_preview_save_run_now_until_success(page: Page, app_db: sa.Engine, saved_query: int) -> None:
+    _open_new(page)
+    _fill(page, "schedule-cron", "*/5 * * * *")
+    expect(page.get_by_test_id("schedule-cron-preview")).to_have_text("Every 5 minutes")
+    _fill(page, "schedule-timezone", "Europe/Berlin")
+    next_runs = page.get_by_test_id("schedule-next-runs")
+    expect(next_runs).to_contain_text("CET")
+    assert next_runs.inner_text().count("CET") == 5
+    page.get_by_test_id("schedule-preset").filter(has_text="Every hour").click()
+    expect(page.get_by_test_id("schedule-cron")).to_have_value("0 * * * *")
+    expect(page.get_by_test_id("schedule-cron-preview")).to_have_text("Every hour")
+    # A slot that does not come during the test: only "run now" runs it.
+    _fill(page, "schedule-cron", "30 4 1 1 *")
+    expect(page.get_by_test_id("schedule-cron-preview")).to_contain_text("04:30")
+    _fill(page, "schedule-target-table", "e2e_bulk_items")
+    _save(page)
+
+    row = _row(page, "e2e_bulk_items")
+    expect(row).to_have_count(1)
+    expect(page.get_by_test_id("form-error")).to_have_count(0)
+    expect(row).to_contain_text(QUERY_NAME)
+    expect(row).to_contain_text("At 04:30")
+    expect(row).to_contain_text("Europe/Berlin")
+    expect(row.get_by_test_id("schedule-status")).to_have_text("never run")
+
+    row.get_by_test_id("schedule-run-now").click()
+    expect(row.get_by_test_id("schedule-status")).to_have_text("success", timeout=90_000)
+    assert _table_exists(app_db, "e2e_bulk_items")
+    with app_db.connect() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM stackql_inventory.e2e_bulk_items")).scalar() == 25
+
+    row.get_by_test_id("schedule-history").click()
+    runs = page.get_by_test_id("schedule-runs")
+    expect(runs.get_by_test_id("schedule-run")).to_have_count(1)
+    expect(runs.get_by_test_id("schedule-run")).to_contain_text("manual")
+    expect(runs.get_by_test_id("schedule-run")).to_contain_text("25")
+    expect(runs.get_by_test_id("schedule-run-status")).to_have_text("success")
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("schedule-cron", "61 * * * *", "out of range"),
+    ("schedule-cron", "0 12 1 * 1", "Databricks (Quartz) cannot express"),
+    ("schedule-cron", "every hour", "Cron needs 5 fields"),
+    ("schedule-timezone", "Mars/Olympus", "Unknown time zone"),
+    ("schedule-target-table", "Bad-Name", "not a valid table name"),
+    ("schedule-target-table", "taken_by_other", "already written"),
+    ("schedule-target-table", "", "Enter the inventory table"),
+    ("schedule-query-select", "", "Pick the saved query"),
+])
+def test_invalid_input_shows_form_error_and_creates_nothing(page: Page, app_db: sa.Engine, saved_query: int,
+                                                           field: str, value: str, message: str) -> None:
+    with app_db.begin() as c:
+        c.execute(sa.text("INSERT INTO stackql_app.schedules (query_id, cron_expression, target_table, is_active) "
+                          "VALUES (:q, '0 0 1 1 *', 'taken_by_other', false)"), {"q": saved_query})
+    before = _count(app_db)
+    _open_new(page, query=None if field == "schedule-query-select" else QUERY_NAME)
+    _fill(page, "schedule-target-table", "valid_table_name")
+    if field != "schedule-query-select":
+        _fill(page, field, value)
+    _save(page)
+    error = page.get_by_test_id("form-error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text(message)
+    expect(page.get_by_test_id("schedule-save")).to_be_visible()  # the dialog stays open
+    assert _count(app_db) == before
+    assert not _table_exists(app_db, "valid_table_name")
+
+
+def test_pause_resume_and_delete_keeping_or_dropping_the_table(page: Page, app_db: sa.Engine,
+                                                               saved_query: int) -> None:
+    with app_db.begin() as c:
+        for table in ("e2e_keep", "e2e_drop"):
+            c.execute(sa.text("INSERT INTO stackql_app.schedules (query_id, cron_expression, target_table, "
+                              "next_run_at) VALUES (:q, '0 0 1 1 *', :t, now() + interval '30 days')"),
+                      {"q": saved_query, "t": table})
+            c.execute(sa.text(f"CREATE TABLE stackql_inventory.{table} (_stackql_run_id bigint, id text)"))
+    page.goto("/schedules")
+    keep = _row(page, "e2e_keep")
+    expect(keep).to_contain_text("active")
+    keep.get_by_test_id("schedule-pause").click()
+    expect(keep.get_by_test_id("schedule-resume")).to_be_visible()
+    expect(keep).to_contain_text("paused")
+    keep.get_by_test_id("schedule-resume").click()
+    expect(keep.get_by_test_id("schedule-pause")).to_be_visible()
+
+    keep.get_by_test_id("schedule-delete").click()
+    page.get_by_test_id("schedule-delete-confirm").click()
+    expect(_row(page, "e2e_keep")).to_have_count(0)
+    expect(page.get_by_test_id("schedules-notice")).to_contain_text("kept")
+    assert _table_exists(app_db, "e2e_keep")
+
+    _row(page, "e2e_drop").get_by_test_id("schedule-delete").click()
+    page.get_by_test_id("schedule-delete-drop-table").click()
+    page.get_by_test_id("schedule-delete-confirm").click()
+    expect(_row(page, "e2e_drop")).to_have_count(0)
+    expect(page.get_by_test_id("schedules-notice")).to_contain_text("dropped")
+    assert not _table_exists(app_db, "e2e_drop")
+    assert _table_exists(app_db, "e2e_keep")
