@@ -63,6 +63,7 @@ def _provider_select() -> rx.Component:
 def _toolbar() -> rx.Component:
     from stackql_inventory.components.query_library import LibraryState
     from stackql_inventory.pages.ide import IdeState
+    from stackql_inventory.state.app_state import AppState
 
     return rx.hstack(
         _provider_select(),
@@ -85,6 +86,8 @@ def _toolbar() -> rx.Component:
             rx.icon("save", size=16), "Save",
             on_click=LibraryState.open_save,
             variant="soft",
+            disabled=~AppState.can_edit,
+            title=rx.cond(AppState.can_edit, "Save to the query library", "Read-only access: you can run queries"),
             custom_attrs={"data-testid": "ide-save"},
         ),
         rx.cond(

@@ -9,6 +9,7 @@ from stackql_inventory.components.layout import empty_state, error_text
 from stackql_inventory.pages.ide import IdeState
 from stackql_inventory.services import identity, library
 from stackql_inventory.services.errors import ErrorKind, UserFacingError
+from stackql_inventory.state.app_state import AppState, current_identity
 
 
 class LibraryState(rx.State):
@@ -36,7 +37,7 @@ class LibraryState(rx.State):
     delete_error: str = ""
 
     def _actor(self) -> identity.Identity:
-        return identity.from_headers(dict(self.router.headers.raw_headers))
+        return current_identity(self)
 
     # ---------------------------------------------------------------- list
     @rx.event(background=True)
@@ -193,10 +194,13 @@ def _item(q: rx.Var[dict[str, str]]) -> rx.Component:
                                            custom_attrs={"data-testid": "query-library-menu"})),
             rx.menu.content(
                 rx.menu.item("Open", on_click=LibraryState.open_query(q["id"])),
-                rx.menu.item("Duplicate", on_click=LibraryState.duplicate(q["id"]),
-                             custom_attrs={"data-testid": "query-library-duplicate"}),
                 rx.cond(
-                    q["mine"] != "",
+                    AppState.can_edit,
+                    rx.menu.item("Duplicate", on_click=LibraryState.duplicate(q["id"]),
+                                 custom_attrs={"data-testid": "query-library-duplicate"}),
+                ),
+                rx.cond(
+                    AppState.can_edit & (q["mine"] != ""),
                     rx.menu.item("Delete…", color="red", on_click=LibraryState.ask_delete(q["id"], q["name"]),
                                  custom_attrs={"data-testid": "query-library-delete"}),
                 ),

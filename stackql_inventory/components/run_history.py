@@ -6,8 +6,9 @@ import reflex as rx
 
 from stackql_inventory import formatting
 from stackql_inventory.pages.ide import IdeState
-from stackql_inventory.services import history, identity
+from stackql_inventory.services import history
 from stackql_inventory.services.errors import ErrorKind, UserFacingError
+from stackql_inventory.state.app_state import current_identity
 
 _STATUS_COLORS = {"success": "green", "error": "red", "cancelled": "gray"}
 
@@ -23,7 +24,7 @@ class HistoryState(rx.State):
     @rx.event(background=True)
     async def load(self):
         async with self:
-            user = identity.from_headers(dict(self.router.headers.raw_headers)).user
+            user = current_identity(self).user
         try:
             found = await rx.run_in_thread(lambda: history.recent(user, limit=100))
         except UserFacingError as e:
@@ -48,7 +49,7 @@ class HistoryState(rx.State):
     async def reopen(self, history_id: str):
         """Put a past run's text (and provider) back into the editor."""
         async with self:
-            user = identity.from_headers(dict(self.router.headers.raw_headers)).user
+            user = current_identity(self).user
         try:
             entry = await rx.run_in_thread(lambda: history.get(user, int(history_id)))
         except (UserFacingError, ValueError) as e:

@@ -13,8 +13,9 @@ import reflex as rx
 
 from stackql_inventory import formatting
 from stackql_inventory.components.layout import page_frame
-from stackql_inventory.services import engine, ide_queries, identity
+from stackql_inventory.services import engine, ide_queries
 from stackql_inventory.services.errors import ErrorKind, UserFacingError
+from stackql_inventory.state.app_state import current_identity
 
 
 class IdeState(rx.State):
@@ -171,7 +172,7 @@ class IdeState(rx.State):
             run_id = uuid.uuid4().hex
             self._run_id, self._cancel_requested, self.running, self.elapsed_live = run_id, False, True, "0.0 s"
             self.error, self.error_statement, self.error_detail, self.param_hints = "", "", "", []
-            actor = identity.from_headers(dict(self.router.headers.raw_headers))
+            actor = current_identity(self)
             session = self.router.session.client_token
             provider = self.provider
         started_at = datetime.now(timezone.utc)
