@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     stackql_download_dir_raw: Path | None = Field(None, validation_alias=_env("STACKQL_DOWNLOAD_DIR"))
     row_limit: int = Field(100_000, ge=1, validation_alias=_env("STACKQL_INVENTORY_ROW_LIMIT"))
     query_timeout_s: float = Field(300.0, gt=0, validation_alias=_env("STACKQL_INVENTORY_QUERY_TIMEOUT"))
+    # IDE results held server-side (services/result_store.py): memory cap for all sessions, and
+    # results kept per browser session (the oldest go first).
+    result_cache_mb: int = Field(1024, ge=16, validation_alias=_env("STACKQL_INVENTORY_RESULT_CACHE_MB"))
+    results_per_session: int = Field(3, ge=1, le=50, validation_alias=_env("STACKQL_INVENTORY_RESULTS_PER_SESSION"))
     # How long pystackql may take to provision (download) the binary before we give up.
     stackql_install_timeout_s: float = Field(
         120.0, gt=0, validation_alias=_env("STACKQL_INVENTORY_INSTALL_TIMEOUT")

@@ -1,20 +1,28 @@
-"""IDE page: the query editor, results and the query library."""
+"""IDE page: the StackQL editor, running a statement, its results, and the side panels (schema, library, history)."""
 
 from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import datetime, timezone
+from functools import partial
+from typing import Any
 
 import reflex as rx
 
 from stackql_inventory import formatting
-from stackql_inventory.components.layout import empty_state, error_text, page_frame
-from stackql_inventory.services import library
+from stackql_inventory.components.layout import page_frame
+from stackql_inventory.services import engine, ide_queries, identity
 from stackql_inventory.services.errors import ErrorKind, UserFacingError
 
 
 class IdeState(rx.State):
-    """Editor content, the last result and the query library.
+    """Editor content, the current run and its result.
 
     Contract with the assistant panel (components/chat.py): `sql`, `provider`, `result_id`,
     `result_sql` are read through `get_state(IdeState)`; `insert_sql(text)` puts SQL into the editor.
+    The rows of `result_id` are in services/result_store.py (`result_store.get(result_id)`), never here.
     """
 
     # Editor content (lives here so it survives navigation within the session).
@@ -26,10 +34,90 @@ class IdeState(rx.State):
     # The statement that produced the last result.
     result_sql: str = ""
 
-    # Saved queries shown in the library panel.
-    library: list[dict[str, str]] = []
-    # Why the library could not be loaded ('' when fine; database problems go to the banner).
-    library_error: str = ""
+    # Bumped whenever the backend changes `sql` itself, so the editor applies it (typing does not bump it).
+    sql_rev: int = 0
+    # The saved query the editor was loaded from (0 = none), for "update in place".
+    loaded_query_id: int = 0
+    # Its name and owner.
+    loaded_query_name: str = ""
+    loaded_query_owner: str = ""
+
+    # Providers with credential mappings (the provider selector).
+    providers: list[str] = []
+    # Why the provider list could not be loaded ('' when fine).
+    providers_error: str = ""
+
+    # A run is in flight.
+    running: bool = False
+    # Live elapsed time of the run in flight.
+    elapsed_live: str = ""
+    # Column names, inferred types and size of the last result.
+    columns: list[str] = []
+    column_types: list[str] = []
+    row_count: int = 0
+    # True when the row limit cut the last result; the limit applied.
+    truncated: bool = False
+    row_limit: int = 0
+    # Engine time of the last run, formatted.
+    elapsed: str = ""
+    # When the engine returned the last result (epoch ms; the benchmark compares it with first paint).
+    engine_done_ms: int = 0
+    # stackql's non-error messages ("… successfully installed") and credential notices.
+    messages: list[str] = []
+    notices: list[str] = []
+    # The last run's error ('' = none), the statement that failed, and stackql's full text.
+    error: str = ""
+    error_statement: str = ""
+    error_detail: str = ""
+    # Required parameters the failing statement lacks: {resource, method, param, label}.
+    param_hints: list[dict[str, str]] = []
+
+    # Run id of the query in flight (for Cancel).
+    _run_id: str = ""
+
+    # ---------------------------------------------------------------- derived
+    @rx.var
+    def has_result(self) -> bool:
+        """A result is shown (possibly empty)."""
+        return self.result_id != ""
+
+    @rx.var
+    def row_count_text(self) -> str:
+        return f"{formatting.count(self.row_count)} row{'s' if self.row_count != 1 else ''}"
+
+    @rx.var
+    def provider_choice(self) -> str:
+        """The select's value ('none' stands for no provider)."""
+        return self.provider or "none"
+
+    # ---------------------------------------------------------------- loading
+    @rx.event(background=True)
+    async def load(self):
+        """Load the configured providers (the selector)."""
+        try:
+            providers = await rx.run_in_thread(ide_queries.configured_providers)
+            problem = ""
+        except UserFacingError as e:
+            providers, problem = [], ("" if e.kind is ErrorKind.DATABASE else e.message)
+        async with self:
+            self.providers, self.providers_error = providers, problem
+            if not self.provider and len(providers) == 1:
+                self.provider = providers[0]
+
+    # ---------------------------------------------------------------- editor
+    @rx.event
+    def set_sql(self, text: str):
+        """The editor's text (debounced typing)."""
+        self.sql = text
+
+    @rx.event
+    def set_provider(self, choice: str):
+        self.provider = "" if choice == "none" else choice
+
+    def replace_sql(self, text: str) -> None:
+        """Put `text` in the editor (a backend-side edit the editor must apply)."""
+        self.sql = text
+        self.sql_rev += 1
 
     @rx.event
     def insert_sql(self, text: str):
@@ -38,53 +126,144 @@ class IdeState(rx.State):
         if not text:
             return
         current = self.sql.rstrip()
-        self.sql = f"{current}\n\n{text}\n" if current else f"{text}\n"
+        self.replace_sql(f"{current}\n\n{text}\n" if current else f"{text}\n")
 
-    @rx.event(background=True)
-    async def load(self):
-        """Load the query library."""
+    def load_text(self, text: str, provider: str, *, query_id: int = 0, name: str = "", owner: str = "") -> None:
+        """Open a saved query or a history entry in the editor."""
+        self.replace_sql(text if text.endswith("\n") else text + "\n")
+        if provider:
+            self.provider = provider
+        self.loaded_query_id, self.loaded_query_name, self.loaded_query_owner = query_id, name, owner
+
+    @rx.event
+    def add_param(self, param: str):
+        """Add `param = ''` to the failing statement's WHERE clause."""
         try:
-            queries = await rx.run_in_thread(library.list_queries)
+            self.replace_sql(ide_queries.add_param(self.sql, self.error_statement, param))
+        except UserFacingError as e:
+            return rx.toast.error(e.message)
+        self.param_hints = [h for h in self.param_hints if h["param"] != param]
+        self.error_statement = ide_queries.add_param(self.error_statement, self.error_statement, param)
+
+    # ---------------------------------------------------------------- running
+    @rx.event(background=True)
+    async def run_query(self, payload: dict[str, Any]):
+        """Run the selection, else the statement under the cursor (Run button, Ctrl/Cmd+Enter)."""
+        async with self:
+            if self.running:
+                return
+            text = payload.get("text") if isinstance(payload.get("text"), str) else self.sql
+            self.sql = text
+            try:
+                statement = ide_queries.choose_statement(text, str(payload.get("selection") or ""),
+                                                         _int(payload.get("offset"), len(text)))
+            except UserFacingError as e:
+                self._show_error(e.message, "", "")
+                return
+            run_id = uuid.uuid4().hex
+            self._run_id, self.running, self.elapsed_live = run_id, True, "0.0 s"
+            self.error, self.error_statement, self.error_detail, self.param_hints = "", "", "", []
+            actor = identity.from_headers(dict(self.router.headers.raw_headers))
+            session = self.router.session.client_token
+            provider = self.provider
+        started_at = datetime.now(timezone.utc)
+        t0 = time.monotonic()
+        task = asyncio.ensure_future(rx.run_in_thread(partial(
+            ide_queries.run, statement, actor=actor, session=session, run_id=run_id, provider=provider)))
+        while not task.done():
+            await asyncio.wait({task}, timeout=0.2)
+            if not task.done():
+                async with self:
+                    self.elapsed_live = formatting.duration(time.monotonic() - t0)
+        try:
+            result = task.result()
+        except ide_queries.QueryFailed as failure:
+            async with self:
+                self._run_id, self.running = "", False
+                self.notices = list(failure.notices)
+                self._show_error(failure.message, failure.statement, failure.detail)
+                self.param_hints = [
+                    {"resource": h.resource, "method": h.method, "param": p,
+                     "label": f"{'WHERE' if i == 0 else 'AND'} {p} = ''"}
+                    for h in failure.hints[:1] for i, p in enumerate(h.missing)
+                ]
+            await rx.run_in_thread(partial(ide_queries.record, actor, statement=statement, provider=provider,
+                                           started_at=started_at, failure=failure))
         except UserFacingError as e:
             async with self:
-                self.library_error = "" if e.kind is ErrorKind.DATABASE else e.message
+                self._run_id, self.running = "", False
+                self._show_error(e.message, statement, e.detail)
             return
-        async with self:
-            self.library_error = ""
-            self.library = [
-                {
-                    "id": str(q.id), "name": q.name, "description": q.description,
-                    "provider": q.provider, "updated": formatting.timestamp(q.updated_at),
-                }
-                for q in queries
-            ]
+        else:
+            async with self:
+                self._run_id, self.running = "", False
+                self.result_id, self.result_sql = result.result_id, result.statement
+                self.columns, self.column_types = list(result.columns), list(result.types)
+                self.row_count, self.truncated = result.row_count, result.truncated
+                self.row_limit = result.row_limit or 0
+                self.elapsed = formatting.duration(result.elapsed_s)
+                self.engine_done_ms = int(result.finished_at * 1000)
+                self.messages, self.notices = list(result.messages), list(result.notices)
+            await rx.run_in_thread(partial(ide_queries.record, actor, statement=statement, provider=provider,
+                                           started_at=started_at, result=result))
+        from stackql_inventory.components.run_history import HistoryState
+
+        yield HistoryState.load
+
+    def _show_error(self, message: str, statement: str, detail: str) -> None:
+        self.error, self.error_statement = message, statement
+        self.error_detail = detail if detail and detail not in message else ""
+
+    @rx.event
+    def cancel_query(self):
+        """Stop the run in flight; the engine stays usable."""
+        if self._run_id:
+            engine.cancel(self._run_id)
 
 
-def _library_item(q: rx.Var[dict[str, str]]) -> rx.Component:
-    return rx.box(
-        rx.text(q["name"], weight="medium", size="2"),
-        rx.text(q["description"], size="1", color_scheme="gray"),
-        padding="0.5rem",
-        border_radius="6px",
-        _hover={"background": rx.color("gray", 3)},
-        custom_attrs={"data-testid": "query-library-item"},
-    )
+def _int(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
-def query_library() -> rx.Component:
-    return rx.vstack(
-        rx.heading("Query library", size="3"),
-        error_text(IdeState.library_error, "library-error"),
-        rx.cond(
-            IdeState.library.length() > 0,
-            rx.vstack(rx.foreach(IdeState.library, _library_item), width="100%", spacing="1"),
-            empty_state("library", "No saved queries yet", "Write a query and save it to build your library.",
-                        "query-library-empty"),
-        ),
-        width="100%",
-        custom_attrs={"data-testid": "query-library"},
-    )
+def on_load() -> list[Any]:
+    """The IDE page's on_load events (the side panels' states live beside their components)."""
+    from stackql_inventory.components.query_library import LibraryState
+    from stackql_inventory.components.run_history import HistoryState
+    from stackql_inventory.components.schema_browser import SchemaState
+
+    return [IdeState.load, LibraryState.load, HistoryState.load, SchemaState.load]
 
 
 def page() -> rx.Component:
-    return page_frame("ide", "Query IDE", query_library())
+    """Side panels | editor and results | assistant."""
+    # Imported here: these modules define states that read IdeState, so they import this module.
+    from stackql_inventory.components.chat import chat_panel
+    from stackql_inventory.components.editor import editor_panel
+    from stackql_inventory.components.query_library import query_library, save_dialogs
+    from stackql_inventory.components.results_grid import results_panel
+    from stackql_inventory.components.run_history import history_panel
+    from stackql_inventory.components.schema_browser import schema_browser
+
+    side = rx.tabs.root(
+        rx.tabs.list(
+            rx.tabs.trigger("Schema", value="schema", custom_attrs={"data-testid": "ide-tab-schema"}),
+            rx.tabs.trigger("Library", value="library", custom_attrs={"data-testid": "ide-tab-library"}),
+            rx.tabs.trigger("History", value="history", custom_attrs={"data-testid": "ide-tab-history"}),
+            size="1",
+        ),
+        rx.tabs.content(schema_browser(), value="schema", padding_top="0.5rem"),
+        rx.tabs.content(query_library(), value="library", padding_top="0.5rem"),
+        rx.tabs.content(history_panel(), value="history", padding_top="0.5rem"),
+        default_value="library",
+        width="300px",
+        min_width="300px",
+        height="calc(100vh - 150px)",
+        overflow_y="auto",
+    )
+    center = rx.vstack(editor_panel(), results_panel(), spacing="3", flex="1", min_width="0")
+    return page_frame(
+        "ide", "Query IDE",
+        rx.hstack(side, center, rx.box(chat_panel(), width="360px", min_width="300px"),
+                  spacing="4", width="100%", align="start"),
+        save_dialogs(),
+    )
