@@ -14,11 +14,11 @@ import pytest
 from pydantic import SecretStr
 
 from stackql_inventory.config import Settings
-from stackql_inventory.services import ai, assistant, secrets
+from stackql_inventory.services import ai, assistant, result_store, secrets
 from stackql_inventory.services.ai import AnswerDone, AnswerFailed, ChatMessage, ChatMode, ChatRequest
 from stackql_inventory.services.assistant import ChatItem, Segment
 from stackql_inventory.services.catalog import Catalog
-from stackql_inventory.services.engine import Engine, QueryResult
+from stackql_inventory.services.engine import Engine
 from stackql_inventory.services.errors import ErrorKind, UserFacingError
 from tests.fakes.anthropic_api import FakeAnthropic, Reply
 from tests.fixtures_engine import fake_download_dir
@@ -123,14 +123,19 @@ def test_explain_needs_sql_and_carries_it():
 
 def test_interpret_carries_the_capped_table_and_says_what_was_left_out():
     columns = [f"col{i}" for i in range(14)]
-    rows = [[f"r{r}c{c}" for c in range(14)] for r in range(60)]
-    result = QueryResult(columns=columns, rows=rows, truncated=True, elapsed_s=0.3)
-    prompt = assistant.interpret_turn("SELECT * FROM aws.ec2.instances WHERE region = 'eu-west-1'", result,
-                                      "Anything public?")
+    rows = [tuple(f"r{r}c{c}" for c in range(14)) for r in range(60)]
+    store = result_store.get_store()
+    stored = store.put(session="tab-1", owner="ana@example.com", columns=columns, rows=rows,
+                       statement="SELECT * FROM aws.ec2.instances WHERE region = 'eu-west-1'", truncated=True)
+    sample = assistant.result_sample(stored.id, "ana@example.com")
+    assert (len(sample.rows), sample.total_rows, sample.truncated) == (50, 60, True)  # only the head is read
+    prompt = assistant.interpret_turn(stored.statement, sample, "Anything public?")
     table = prompt.api_text.split("<result>\n", 1)[1].split("\n</result>", 1)[0]
     lines = table.splitlines()
     assert lines[0] == "| " + " | ".join(columns[:12]) + " |"
     assert len(lines) == 2 + 50 and lines[-1].startswith("| r49c0 |")
+    assert "<query>\n```sql\nSELECT * FROM aws.ec2.instances WHERE region = 'eu-west-1'\n```\n</query>" in \
+        prompt.api_text
     assert "Showing the first 50 of 60 rows; 10 rows were left out." in prompt.api_text
     assert "Showing 12 of 14 columns; 2 columns were left out: col12, col13." in prompt.api_text
     assert "more than 60 rows" in prompt.api_text
@@ -140,9 +145,35 @@ def test_interpret_carries_the_capped_table_and_says_what_was_left_out():
     assert "r0c0" not in prompt.display  # the panel shows a summary, not the data again
 
 
-def test_interpret_without_a_result_says_to_run_a_query():
-    with pytest.raises(UserFacingError, match="run a query"):
-        assistant.interpret_turn("", None)
+def test_a_small_result_is_sent_whole_without_a_note():
+    stored = result_store.get_store().put(session="tab-1", owner="ana", columns=["name", "state"],
+                                          rows=[("vm-1", "running"), ("vm-2", None)], statement="SELECT 1")
+    prompt = assistant.interpret_turn("SELECT 1", assistant.result_sample(stored.id, "ana"))
+    assert "| name | state |\n|---|---|\n| vm-1 | running |\n| vm-2 | NULL |" in prompt.api_text
+    assert "Note:" not in prompt.api_text
+    assert "2 rows, 2 columns" in prompt.display and prompt.label == "Interpret the result"
+
+
+@pytest.mark.parametrize(
+    ("result_id", "owner", "message"),
+    [
+        pytest.param("", "ana", "There is no result to interpret: run a query", id="none-yet"),
+        pytest.param("evicted-or-unknown", "ana", "no longer held on the server", id="evicted"),
+        pytest.param(None, "bob", "no longer held on the server", id="another-users"),
+    ],
+)
+def test_interpret_without_a_result_says_to_run_a_query(result_id, owner, message):
+    if result_id is None:
+        result_id = result_store.get_store().put(session="tab-1", owner="ana", columns=["a"], rows=[("1",)]).id
+    with pytest.raises(UserFacingError, match=message):
+        assistant.result_sample(result_id, owner)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_result_store():
+    result_store.reset()
+    yield
+    result_store.reset()
 
 
 # --- the key -------------------------------------------------------------------------------------

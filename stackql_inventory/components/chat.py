@@ -64,7 +64,25 @@ def _md_item(text: rx.Var) -> rx.Component:
     return rx.el.li(text, font_size="var(--font-size-2)", line_height="var(--line-height-2)", margin_y="0.15em")
 
 
-_MD_MAP = {"p": _md_text, "h1": _md_heading, "h2": _md_heading, "h3": _md_heading, "h4": _md_heading,
+def _md_table(text: rx.Var) -> rx.Component:
+    return rx.el.table(text, border_collapse="collapse", font_size="12px", margin_y="0.5em")
+
+
+def _md_cell(tag: str):
+    def make(text: rx.Var) -> rx.Component:
+        return getattr(rx.el, tag)(text, border=f"1px solid {rx.color('gray', 6)}", padding="2px 8px",
+                                   text_align="left", font_weight="600" if tag == "th" else "400")
+    return make
+
+
+def _md_code_block(value: rx.Var, **props) -> rx.Component:
+    # Fences other than the answer's SQL blocks (and any SQL in the user's own messages).
+    return rx.code_block(value, wrap_long_lines=True, font_size="12px", margin_y="0.5em",
+                         custom_style={"fontSize": "12px", "padding": "0.6rem 0.75rem"}, **props)
+
+
+_MD_MAP = {"table": _md_table, "th": _md_cell("th"), "td": _md_cell("td"), "pre": _md_code_block,
+           "p": _md_text, "h1": _md_heading, "h2": _md_heading, "h3": _md_heading, "h4": _md_heading,
            "ul": _md_list("ul", "disc"), "ol": _md_list("ol", "decimal"), "li": _md_item, "img": _md_image}
 
 
@@ -319,7 +337,7 @@ def _composer() -> rx.Component:
                 custom_attrs={"data-testid": "chat-input"},
             ),
             rx.hstack(
-                rx.text("Enter to send · Shift+Enter for a new line", size="1", color=rx.color("gray", 9)),
+                rx.text("Shift+Enter for a new line", size="1", color=rx.color("gray", 9)),
                 rx.spacer(),
                 rx.cond(
                     ChatState.streaming,
@@ -366,10 +384,14 @@ def chat_panel() -> rx.Component:
         rx.box(_error(), width="100%", padding_x="0.75rem"),
         _composer(),
         spacing="0",
-        height="100%",
-        min_height="0",
+        # As tall as the IDE's side panels: the conversation scrolls inside, the question box stays in view.
+        height="calc(100vh - 150px)",
+        min_height="420px",
         width="100%",
         background=rx.color("gray", 1),
+        border=f"1px solid {rx.color('gray', 5)}",
+        border_radius="10px",
+        overflow="hidden",
         custom_attrs={"data-testid": "chat-panel"},
     )
 

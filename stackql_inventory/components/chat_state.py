@@ -8,7 +8,7 @@ from functools import partial
 
 import reflex as rx
 
-from stackql_inventory.services import ai, assistant
+from stackql_inventory.services import ai, assistant, identity
 from stackql_inventory.services.ai import ChatMode
 from stackql_inventory.services.assistant import ChatItem, Prompt
 from stackql_inventory.services.errors import UserFacingError
@@ -35,13 +35,9 @@ async def _ide(state: rx.State):
     return await state.get_state(IdeState)
 
 
-def _last_result(result_id: str):
-    """The result the IDE stored under `result_id`, or None when gone (the store lives on the IDE side)."""
-    if not result_id:
-        return None
-    from stackql_inventory.services import result_store
-
-    return result_store.get(result_id)
+def _owner(state: rx.State) -> str:
+    """Who is asking (results are read only by the user who ran them)."""
+    return identity.from_headers(dict(state.router.headers.raw_headers)).user
 
 
 class ChatState(rx.State):
@@ -120,14 +116,14 @@ class ChatState(rx.State):
             mode = ChatMode(self.mode)
             ide = await _ide(self)
             context = _Context(ide.provider, ide.sql)
-            result_id, result_sql = ide.result_id, ide.result_sql
-            attach = mode == ChatMode.INTERPRET and result_id != self._attached_result_id
-            if mode == ChatMode.INTERPRET and not result_id and not self._attached_result_id:
-                attach = True  # nothing to interpret yet: interpret_turn says so
+            result_id, result_sql, owner = ide.result_id, ide.result_sql, _owner(self)
+            # Interpret sends the last result once (again when it changes); with none, result_sample says so.
+            attached = self._attached_result_id
+            attach = mode == ChatMode.INTERPRET and (result_id != attached if result_id else not attached)
         try:
             if attach:
-                result = await rx.run_in_thread(partial(_last_result, result_id))
-                prompt = assistant.interpret_turn(result_sql, result, question)
+                sample = await rx.run_in_thread(partial(assistant.result_sample, result_id, owner))
+                prompt = assistant.interpret_turn(result_sql, sample, question)
             else:
                 prompt = assistant.question_turn(question)
         except UserFacingError as e:
@@ -174,10 +170,10 @@ class ChatState(rx.State):
                 return
             ide = await _ide(self)
             context = _Context(ide.provider, ide.sql)
-            result_id, result_sql = ide.result_id, ide.result_sql
+            result_id, result_sql, owner = ide.result_id, ide.result_sql, _owner(self)
         try:
-            result = await rx.run_in_thread(partial(_last_result, result_id))
-            prompt = assistant.interpret_turn(result_sql, result)
+            sample = await rx.run_in_thread(partial(assistant.result_sample, result_id, owner))
+            prompt = assistant.interpret_turn(result_sql, sample)
         except UserFacingError as e:
             async with self:
                 self._fail(e.message)

@@ -408,13 +408,16 @@ def _cell(value: Any, limit: int) -> str:
 
 def result_table(columns: Sequence[str], rows: Sequence[Sequence[Any] | Mapping[str, Any]], *,
                  max_rows: int = MAX_TABLE_ROWS, max_columns: int = MAX_TABLE_COLUMNS,
-                 max_cell_chars: int = MAX_CELL_CHARS, more_rows_exist: bool = False) -> ResultTable:
+                 max_cell_chars: int = MAX_CELL_CHARS, more_rows_exist: bool = False,
+                 total_rows: int | None = None) -> ResultTable:
     """Render a result as a markdown table capped at `max_rows` × `max_columns`, cells truncated.
 
     Rows may be sequences (in `columns` order) or mappings keyed by column. `|` is escaped and
     newlines flattened so a cell can't break the table. `more_rows_exist` says the query itself
-    stopped at a row limit, so the note says the total is a lower bound.
+    stopped at a row limit, so the note says the total is a lower bound. `total_rows` is the
+    result's size when `rows` holds only its first rows (a large result need not be read whole).
     """
+    total = max(len(rows), total_rows or 0)
     columns = [str(c) for c in columns]
     shown_cols = columns[:max_columns]
     shown_rows = rows[:max_rows]
@@ -427,27 +430,27 @@ def result_table(columns: Sequence[str], rows: Sequence[Sequence[Any] | Mapping[
             values = list(row[: len(shown_cols)])
         lines.append("| " + " | ".join(_cell(v, max_cell_chars) for v in values) + " |")
     notes = []
-    if not rows:
+    if not total:
         notes.append("The query returned no rows.")
-    elif len(shown_rows) < len(rows):
-        notes.append(f"Showing the first {len(shown_rows)} of {len(rows)} rows; "
-                     f"{len(rows) - len(shown_rows)} rows were left out.")
+    elif len(shown_rows) < total:
+        notes.append(f"Showing the first {len(shown_rows)} of {total} rows; "
+                     f"{total - len(shown_rows)} rows were left out.")
     if len(shown_cols) < len(columns):
         left_out = columns[max_columns:]
         names = ", ".join(_cell(c, 40) for c in left_out[:20]) + (", …" if len(left_out) > 20 else "")
         notes.append(f"Showing {len(shown_cols)} of {len(columns)} columns; "
                      f"{len(left_out)} columns were left out: {names}.")
     if more_rows_exist:
-        notes.append(f"The query stopped at its row limit, so the source has more than {len(rows)} rows.")
+        notes.append(f"The query stopped at its row limit, so the source has more than {total} rows.")
     return ResultTable(markdown="\n".join(lines) or "(no columns)", note=" ".join(notes),
-                       rows_shown=len(shown_rows), rows_total=len(rows),
+                       rows_shown=len(shown_rows), rows_total=total,
                        columns_shown=len(shown_cols), columns_total=len(columns))
 
 
 def interpret_prompt(sql: str, columns: Sequence[str], rows: Sequence[Sequence[Any] | Mapping[str, Any]], *,
-                     question: str = "", more_rows_exist: bool = False) -> str:
+                     question: str = "", more_rows_exist: bool = False, total_rows: int | None = None) -> str:
     """The user message for the IDE's Interpret button: the query, its result table and the truncation note."""
-    table = result_table(columns, rows, more_rows_exist=more_rows_exist)
+    table = result_table(columns, rows, more_rows_exist=more_rows_exist, total_rows=total_rows)
     parts = ["Interpret the result of this StackQL query.",
              f"<query>\n```sql\n{fence_data(sql.strip())}\n```\n</query>",
              f"<result>\n{table.markdown}\n</result>"]

@@ -8,10 +8,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 from stackql_inventory.config import Settings, get_settings
-from stackql_inventory.services import ai
+from stackql_inventory.services import ai, ai_prompts
 from stackql_inventory.services.ai import (
     AnswerDone,
     AnswerFailed,
@@ -104,15 +104,26 @@ class Prompt:
     label: str = ""
 
 
-class ResultLike(Protocol):
-    """What Interpret reads of a query result (the engine's QueryResult satisfies it)."""
+@dataclass(frozen=True)
+class ResultSample:
+    """What Interpret sends of a result: its columns, its first rows, and how big it is."""
 
-    @property
-    def columns(self) -> Sequence[str]: ...
-    @property
-    def rows(self) -> Sequence[Sequence[Any]]: ...
-    @property
-    def truncated(self) -> bool: ...
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]   # the first rows only (a result may hold 100,000)
+    total_rows: int
+    truncated: bool               # the query stopped at its row limit
+
+
+def result_sample(result_id: str, owner: str | None = None) -> ResultSample:
+    """The start of the IDE's result `result_id` from the result store (NOT_FOUND once evicted)."""
+    if not result_id:
+        raise UserFacingError("There is no result to interpret: run a query, then press Interpret (or ask again).",
+                              ErrorKind.VALIDATION)
+    from stackql_inventory.services import result_store
+
+    stored = result_store.get(result_id, owner=owner)
+    return ResultSample(tuple(stored.columns), stored.head(ai_prompts.MAX_TABLE_ROWS), stored.row_count,
+                        stored.truncated)
 
 
 def explain_turn(editor_sql: str) -> Prompt:
@@ -123,14 +134,12 @@ def explain_turn(editor_sql: str) -> Prompt:
     return Prompt(ai.explain_prompt(sql), f"```sql\n{_unfence(sql)}\n```", "Explain this query")
 
 
-def interpret_turn(result_sql: str, result: ResultLike | None, question: str = "") -> Prompt:
+def interpret_turn(result_sql: str, result: ResultSample, question: str = "") -> Prompt:
     """The message carrying the last result (capped markdown table + note) and an optional question."""
-    if result is None:
-        raise UserFacingError("There is no result to interpret: run a query, then press Interpret (or ask again).",
-                              ErrorKind.VALIDATION)
-    table = ai.result_table(result.columns, result.rows, more_rows_exist=result.truncated)
+    table = ai.result_table(result.columns, result.rows, more_rows_exist=result.truncated,
+                            total_rows=result.total_rows)
     api_text = ai.interpret_prompt(result_sql or "", result.columns, result.rows, question=question,
-                                   more_rows_exist=result.truncated)
+                                   more_rows_exist=result.truncated, total_rows=result.total_rows)
     sent = (f"{table.rows_shown} of {table.rows_total} rows" if table.rows_shown < table.rows_total
             else f"{table.rows_total} row{'s' if table.rows_total != 1 else ''}")
     cols = (f"{table.columns_shown} of {table.columns_total} columns" if table.columns_shown < table.columns_total

@@ -6,7 +6,17 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.fakes.anthropic_api import FakeAnthropic, Reply
-from tests.support.chat import answers, ask, chat_api, open_chat, questions, wait_for_request, words
+from tests.support.chat import (
+    answers,
+    ask,
+    chat_api,
+    editor_text,
+    open_chat,
+    questions,
+    type_sql,
+    wait_for_request,
+    words,
+)
 
 __all__ = ["chat_api"]  # fixture re-exported for pytest
 pytestmark = pytest.mark.browser
@@ -179,3 +189,78 @@ def test_example_questions_fill_the_box(page: Page, chat_api: FakeAnthropic) -> 
     example.click()
     expect(page.get_by_test_id("chat-input")).to_have_value(text)
     expect(page.get_by_test_id("chat-input")).to_be_focused()
+
+
+# --- with the IDE: insert into the editor, run, Explain and Interpret --------------------------------
+def test_streamed_answer_is_inserted_into_the_editor_and_runs(page: Page, chat_api: FakeAnthropic) -> None:
+    chat_api.enqueue(Reply.text(words("Seven generated rows:\n\n```sql\nSELECT item_id, name FROM synthetic.bulk.items "
+                                      "WHERE count = 7;\n```\n\nRun it to see them."), delays=0.05))
+    open_chat(page)
+    expect(page.get_by_test_id("ide-interpret")).to_be_disabled()  # nothing to interpret yet
+    ask(page, "Give me seven synthetic.bulk.items")
+    answer = answers(page).first
+    expect(answer).to_contain_text("Seven generated rows")
+    assert "Run it to see them." not in answer.inner_text()  # still streaming
+    expect(answer).to_contain_text("Run it to see them.")
+    expect(answer.get_by_test_id("chat-notes")).to_have_count(0)
+
+    answer.get_by_test_id("chat-insert-sql").click()
+    expect(page.get_by_test_id("ide-editor").locator(".view-lines")).to_contain_text("synthetic.bulk.items")
+    assert editor_text(page).strip() == "SELECT item_id, name FROM synthetic.bulk.items WHERE count = 7;"
+    page.get_by_test_id("ide-run").click()
+    expect(page.get_by_test_id("ide-row-count")).to_have_text("7 rows")
+    expect(page.get_by_test_id("ide-interpret")).to_be_enabled()
+
+
+def test_interpret_sends_the_result_as_a_capped_markdown_table(page: Page, chat_api: FakeAnthropic) -> None:
+    open_chat(page)
+    type_sql(page, "SELECT * FROM synthetic.bulk.items WHERE count = 60")
+    page.get_by_test_id("ide-run").click()
+    expect(page.get_by_test_id("ide-row-count")).to_have_text("60 rows")
+
+    chat_api.enqueue(Reply.text(words("60 items, none stands out."), delays=0.02))
+    page.get_by_test_id("ide-interpret").click()
+    expect(page.get_by_test_id("chat-mode-interpret")).to_have_attribute("aria-pressed", "true")
+    expect(questions(page).first).to_contain_text("Interpret the result")
+    expect(questions(page).first).to_contain_text("50 of 60 rows, 12 of 15 columns")
+    expect(answers(page).first).to_contain_text("60 items, none stands out.")
+    sent = wait_for_request(chat_api).messages[-1]["content"]
+    assert "<query>\n```sql\nSELECT * FROM synthetic.bulk.items WHERE count = 60\n```\n</query>" in sent
+    table = sent.split("<result>\n", 1)[1].split("\n</result>", 1)[0].splitlines()
+    assert table[0].startswith("| item_id | name | category |") and table[1].startswith("|---|---|")
+    assert len(table) == 2 + 50 and table[2].startswith("| item-0000000 | Item 0 A |")
+    assert "Note: Showing the first 50 of 60 rows; 10 rows were left out. Showing 12 of 15 columns;" in sent
+    assert wait_for_request(chat_api).system.startswith("You are a cloud infrastructure analyst")
+
+    # A follow-up in Interpret mode does not send the same result again.
+    chat_api.enqueue(Reply.text(["Mostly compute."]))
+    ask(page, "Which category is most common?")
+    expect(answers(page).nth(1)).to_contain_text("Mostly compute.")
+    follow_up = wait_for_request(chat_api, 2).messages
+    assert follow_up[-1] == {"role": "user", "content": "Which category is most common?"}
+    assert follow_up[0]["content"] == sent  # the table is still in the conversation
+
+
+def test_explain_posts_the_editor_query_in_write_mode(page: Page, chat_api: FakeAnthropic) -> None:
+    open_chat(page)
+    page.get_by_test_id("chat-mode-interpret").click()
+    type_sql(page, "SELECT instanceId FROM aws.ec2.instances LIMIT 5")
+    chat_api.enqueue(Reply.text(words("It lists the EC2 instance ids of us-east-1."), delays=0.02))
+    page.get_by_test_id("ide-explain").click()
+    expect(page.get_by_test_id("chat-mode-write")).to_have_attribute("aria-pressed", "true")
+    expect(questions(page).first).to_contain_text("Explain this query")
+    expect(answers(page).first).to_contain_text("It lists the EC2 instance ids of us-east-1.")
+    request = wait_for_request(chat_api)
+    sent = request.messages[-1]["content"]
+    assert sent.startswith("Explain what this StackQL query does")
+    assert "```sql\nSELECT instanceId FROM aws.ec2.instances LIMIT 5\n```" in sent
+    assert "## aws.ec2.instances" in request.system  # grounded in the resource it names
+    assert "<editor_sql>" in request.system
+
+
+def test_explain_with_an_empty_editor_says_what_to_do(page: Page, chat_api: FakeAnthropic) -> None:
+    open_chat(page)
+    page.get_by_test_id("ide-explain").click()
+    expect(page.get_by_test_id("chat-error")).to_contain_text("The editor is empty")
+    expect(page.get_by_test_id("chat-message")).to_have_count(0)
+    assert chat_api.message_requests == []

@@ -49,6 +49,21 @@ def questions(page: Page) -> Locator:
     return page.locator('[data-testid="chat-message"][data-role="user"]')
 
 
+def editor_text(page: Page) -> str:
+    """The text Monaco shows (its rendered lines; spaces are non-breaking there)."""
+    return page.get_by_test_id("ide-editor").locator(".view-lines").inner_text().replace("\xa0", " ")
+
+
+def type_sql(page: Page, sql: str) -> None:
+    """Type one line of SQL into the IDE's editor (once Monaco has loaded and has the focus)."""
+    lines = page.get_by_test_id("ide-editor").locator(".monaco-editor .view-lines")
+    expect(lines).to_be_visible()
+    lines.click()
+    expect(page.get_by_test_id("ide-editor").locator(".monaco-editor.focused")).to_have_count(1)
+    page.keyboard.type(sql)
+    page.keyboard.press("Escape")  # close any completion list
+
+
 def wait_for_request(fake: FakeAnthropic, count: int = 1, timeout_s: float = 15.0) -> RecordedRequest:
     """The `count`-th Messages API request, once it has arrived."""
     deadline = time.monotonic() + timeout_s
