@@ -169,6 +169,21 @@ def test_interpret_without_a_result_says_to_run_a_query(result_id, owner, messag
         assistant.result_sample(result_id, owner)
 
 
+@pytest.mark.parametrize(
+    ("mode", "result_id", "attached", "expected"),
+    [
+        pytest.param("write", "r1", "", False, id="write-mode-never"),
+        pytest.param("interpret", "r1", "", True, id="first-result"),
+        pytest.param("interpret", "r1", "r1", False, id="already-sent"),
+        pytest.param("interpret", "r2", "r1", True, id="a-new-result"),
+        pytest.param("interpret", "", "", True, id="none-yet-so-say-so"),
+        pytest.param("interpret", "", "r1", False, id="result-gone-but-sent-earlier"),
+    ],
+)
+def test_a_typed_interpret_question_carries_the_result_once(mode, result_id, attached, expected):
+    assert assistant.needs_result(mode, result_id, attached) is expected
+
+
 @pytest.fixture(autouse=True)
 def _fresh_result_store():
     result_store.reset()

@@ -117,9 +117,7 @@ class ChatState(rx.State):
             ide = await _ide(self)
             context = _Context(ide.provider, ide.sql)
             result_id, result_sql, owner = ide.result_id, ide.result_sql, _owner(self)
-            # Interpret sends the last result once (again when it changes); with none, result_sample says so.
-            attached = self._attached_result_id
-            attach = mode == ChatMode.INTERPRET and (result_id != attached if result_id else not attached)
+            attach = assistant.needs_result(mode, result_id, self._attached_result_id)
         try:
             if attach:
                 sample = await rx.run_in_thread(partial(assistant.result_sample, result_id, owner))

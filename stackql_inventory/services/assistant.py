@@ -114,6 +114,14 @@ class ResultSample:
     truncated: bool               # the query stopped at its row limit
 
 
+def needs_result(mode: ChatMode | str, result_id: str, attached_id: str) -> bool:
+    """Whether a typed question must carry the IDE's last result: Interpret mode, and that result has not been sent
+    yet (with none at all, yes too, so `result_sample` says to run a query first)."""
+    if ChatMode(mode) != ChatMode.INTERPRET:
+        return False
+    return result_id != attached_id if result_id else not attached_id
+
+
 def result_sample(result_id: str, owner: str | None = None) -> ResultSample:
     """The start of the IDE's result `result_id` from the result store (NOT_FOUND once evicted)."""
     if not result_id:
