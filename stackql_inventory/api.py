@@ -104,8 +104,13 @@ async def complete(request: Request) -> Response:
     }), media_type="application/json")
 
 
-app = Starlette(routes=[
-    Route("/api/ide/results/{result_id}/rows", result_rows, methods=["POST"]),
-    Route("/api/ide/results/{result_id}/export.{fmt}", result_export, methods=["GET"]),
-    Route("/api/ide/complete", complete, methods=["POST"]),
-])
+def create_app() -> Starlette:
+    """The endpoints as a Starlette app (Reflex mounts itself under it)."""
+    return Starlette(routes=[
+        Route("/api/ide/results/{result_id}/rows", result_rows, methods=["POST"]),
+        Route("/api/ide/results/{result_id}/export.{fmt}", result_export, methods=["GET"]),
+        Route("/api/ide/complete", complete, methods=["POST"]),
+    ])
+
+
+app = create_app()

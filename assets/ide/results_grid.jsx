@@ -178,7 +178,7 @@ export function ResultsGrid({ resultId, columns, columnTypes, rowCount, dark, he
         maxBlocksInCache: 25,
         infiniteInitialRowCount: Math.min(rowCount || 1, BLOCK_SIZE),
         maxConcurrentDatasourceRequests: 2,
-        blockLoadDebounceMillis: 40,
+        blockLoadDebounceMillis: 20,
         rowBuffer: 10,
         enableCellTextSelection: true,
         ensureDomOrder: true,

@@ -190,7 +190,9 @@ export function StackqlEditor({
     editorRef.current = editor;
     editor.addCommand(m.KeyMod.CtrlCmd | m.KeyCode.Enter, run);
     editor.onDidBlurEditorText(flush);
-    window.__stackqlIde = { owner: editorRef, run, insert, flush, focus: () => editor.focus() };
+    window.__stackqlIde = {
+      owner: editorRef, run, insert, flush, focus: () => editor.focus(), value: () => editor.getValue(),
+    };
   };
 
   const handleChange = (text, event) => {

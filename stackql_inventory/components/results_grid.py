@@ -175,7 +175,7 @@ def results_panel() -> rx.Component:
                         column_types=IdeState.column_types,
                         row_count=IdeState.row_count,
                         dark=rx.color_mode_cond(False, True),
-                        height="440px",
+                        height=IdeState.grid_height,
                         custom_attrs={"data-testid": "ide-results",
                                       "data-engine-done": IdeState.engine_done_ms.to_string()},
                     ),

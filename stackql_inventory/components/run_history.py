@@ -36,7 +36,8 @@ class HistoryState(rx.State):
                 {
                     "id": str(h.id), "text": h.query_text, "preview": " ".join(h.query_text.split())[:160],
                     "provider": h.provider, "status": h.status, "color": _STATUS_COLORS.get(h.status, "gray"),
-                    "rows": "" if h.row_count is None else f"{formatting.count(h.row_count)} rows",
+                    "rows": "" if h.row_count is None else
+                    f"{formatting.count(h.row_count)} row{'' if h.row_count == 1 else 's'} · ",
                     "elapsed": formatting.duration(h.elapsed_s), "when": formatting.timestamp(h.started_at),
                     "error": h.error_message,
                 }
@@ -63,13 +64,14 @@ def _entry(h: rx.Var[dict[str, str]]) -> rx.Component:
         rx.hstack(
             rx.badge(h["status"], color_scheme=h["color"].to(str), variant="soft", size="1",
                      custom_attrs={"data-testid": "ide-history-status"}),
-            rx.text(h["when"], size="1", color_scheme="gray"),
+            rx.text(h["rows"], h["elapsed"], size="1", color_scheme="gray", white_space="nowrap"),
             rx.spacer(),
-            rx.text(h["rows"], " ", h["elapsed"], size="1", color_scheme="gray"),
+            rx.cond(h["provider"] != "", rx.text(h["provider"], size="1", color_scheme="gray")),
             width="100%",
             align="center",
             spacing="2",
         ),
+        rx.text(h["when"], size="1", color_scheme="gray"),
         rx.text(h["preview"], size="1", font_family="var(--code-font-family, monospace)", trim="both",
                 style={"overflow": "hidden", "text_overflow": "ellipsis", "white_space": "nowrap"}),
         rx.cond(h["error"] != "", rx.text(h["error"], size="1", color_scheme="red", trim="both",

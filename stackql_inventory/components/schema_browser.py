@@ -3,6 +3,7 @@ clicking a resource inserts its name at the cursor, an action inserts a starter 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import reflex as rx
@@ -61,7 +62,7 @@ class SchemaState(rx.State):
     async def load(self):
         """Installed providers, then the registry's other providers."""
         try:
-            roots = await rx.run_in_thread(ide_queries.schema_children, "")
+            roots = await rx.run_in_thread(partial(ide_queries.schema_children, ""))
         except UserFacingError as e:
             async with self:
                 self.schema_error = e.message
@@ -76,7 +77,7 @@ class SchemaState(rx.State):
             expanded = list(self._expanded)
         for path in expanded:
             try:
-                kids = await rx.run_in_thread(ide_queries.schema_children, path)
+                kids = await rx.run_in_thread(partial(ide_queries.schema_children, path))
             except UserFacingError:
                 continue
             async with self:
@@ -101,10 +102,10 @@ class SchemaState(rx.State):
             self.loading_path = path
         try:
             if not cached:
-                kids = await rx.run_in_thread(ide_queries.schema_children, path)
+                kids = await rx.run_in_thread(partial(ide_queries.schema_children, path))
                 needs = ""
                 if path.count(".") == 2:
-                    needs = ", ".join(await rx.run_in_thread(catalog.get_catalog().required_params, path))
+                    needs = ", ".join(await rx.run_in_thread(partial(catalog.get_catalog().required_params, path)))
         except UserFacingError as e:
             async with self:
                 self.loading_path = ""
@@ -128,7 +129,7 @@ class SchemaState(rx.State):
     async def insert_select(self, path: str):
         """Insert a starter SELECT for a resource: its columns and a WHERE per required parameter."""
         try:
-            text = await rx.run_in_thread(ide_queries.starter_select_for, path)
+            text = await rx.run_in_thread(partial(ide_queries.starter_select_for, path))
         except UserFacingError as e:
             yield rx.toast.error(e.message)
             return
@@ -139,7 +140,7 @@ class SchemaState(rx.State):
         async with self:
             self.search = text
         try:
-            found = await rx.run_in_thread(catalog.get_catalog().search, text) if text.strip() else []
+            found = await rx.run_in_thread(partial(catalog.get_catalog().search, text)) if text.strip() else []
         except UserFacingError as e:
             yield rx.toast.error(e.message)
             return
@@ -156,7 +157,7 @@ class SchemaState(rx.State):
                 return
             self.pulling = provider
         try:
-            message = await rx.run_in_thread(ide_queries.pull_provider, provider)
+            message = await rx.run_in_thread(partial(ide_queries.pull_provider, provider))
         except UserFacingError as e:
             async with self:
                 self.pulling = ""

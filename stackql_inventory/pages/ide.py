@@ -86,6 +86,11 @@ class IdeState(rx.State):
         return f"{formatting.count(self.row_count)} row{'s' if self.row_count != 1 else ''}"
 
     @rx.var
+    def grid_height(self) -> str:
+        """Tall enough for the rows, up to 440 px (the grid scrolls beyond)."""
+        return f"{min(440, 60 + 28 * max(self.row_count, 1))}px"
+
+    @rx.var
     def provider_choice(self) -> str:
         """The select's value ('none' stands for no provider)."""
         return self.provider or "none"
