@@ -6,17 +6,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.fakes.anthropic_api import FakeAnthropic, Reply
-from tests.support.chat import (
-    answers,
-    ask,
-    chat_api,
-    editor_text,
-    open_chat,
-    questions,
-    type_sql,
-    wait_for_request,
-    words,
-)
+from tests.support.chat import answers, ask, chat_api, open_chat, questions, wait_for_request, words
+from tests.support.ide import editor_value, type_sql
 
 __all__ = ["chat_api"]  # fixture re-exported for pytest
 pytestmark = pytest.mark.browser
@@ -206,7 +197,7 @@ def test_streamed_answer_is_inserted_into_the_editor_and_runs(page: Page, chat_a
 
     answer.get_by_test_id("chat-insert-sql").click()
     expect(page.get_by_test_id("ide-editor").locator(".view-lines")).to_contain_text("synthetic.bulk.items")
-    assert editor_text(page).strip() == "SELECT item_id, name FROM synthetic.bulk.items WHERE count = 7;"
+    assert editor_value(page) == "SELECT item_id, name FROM synthetic.bulk.items WHERE count = 7;\n"
     page.get_by_test_id("ide-run").click()
     expect(page.get_by_test_id("ide-row-count")).to_have_text("7 rows")
     expect(page.get_by_test_id("ide-interpret")).to_be_enabled()

@@ -26,8 +26,10 @@ def words(text: str) -> list[str]:
 
 
 def open_chat(page: Page) -> None:
-    """Open the IDE and wait until the panel is connected to the backend."""
-    page.goto("/ide")
+    """Open the IDE, wait for its editor (see tests/support/ide.py) and for the panel."""
+    from tests.support.ide import open_ide
+
+    open_ide(page)
     expect(page.get_by_test_id("chat-input")).to_be_visible()
     expect(page.get_by_test_id("chat-send")).to_be_enabled()
 
@@ -47,21 +49,6 @@ def answers(page: Page) -> Locator:
 def questions(page: Page) -> Locator:
     """The user's messages, oldest first."""
     return page.locator('[data-testid="chat-message"][data-role="user"]')
-
-
-def editor_text(page: Page) -> str:
-    """The text Monaco shows (its rendered lines; spaces are non-breaking there)."""
-    return page.get_by_test_id("ide-editor").locator(".view-lines").inner_text().replace("\xa0", " ")
-
-
-def type_sql(page: Page, sql: str) -> None:
-    """Type one line of SQL into the IDE's editor (once Monaco has loaded and has the focus)."""
-    lines = page.get_by_test_id("ide-editor").locator(".monaco-editor .view-lines")
-    expect(lines).to_be_visible()
-    lines.click()
-    expect(page.get_by_test_id("ide-editor").locator(".monaco-editor.focused")).to_have_count(1)
-    page.keyboard.type(sql)
-    page.keyboard.press("Escape")  # close any completion list
 
 
 def wait_for_request(fake: FakeAnthropic, count: int = 1, timeout_s: float = 15.0) -> RecordedRequest:
