@@ -105,7 +105,8 @@ def main() -> int:
             results["per-chunk"].append(run_once(fake, text, args.delay, 0.0))
             results["throttled"].append(run_once(fake, text, args.delay, assistant.FLUSH_INTERVAL_S))
         stops = [stop_latency(fake) for _ in range(5)]
-    print(f"answer: {len(text):,} chars in {chunks:,} chunks, {args.delay * 1000:g} ms apart; median of {args.runs} runs")
+    print(f"answer: {len(text):,} chars in {chunks:,} chunks, {args.delay * 1000:g} ms apart; "
+          f"median of {args.runs} runs")
     med = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in results.items()}
     for name, m in med.items():
         print(f"{name:>10}: {m['updates']:,.0f} UI updates, {m['bytes'] / 1e6:.2f} MB of state deltas, "

@@ -309,7 +309,7 @@ def _header() -> rx.Component:
         ),
         rx.spacer(),
         rx.tooltip(
-            rx.icon_button(rx.icon("eraser", size=15), size="1", variant="ghost", color_scheme="gray",
+            rx.icon_button(rx.icon("message-square-plus", size=16), size="1", variant="ghost", color_scheme="gray",
                            on_click=ChatState.clear, disabled=(ChatState.messages.length() == 0) & ~ChatState.streaming,
                            custom_attrs={"data-testid": "chat-clear", "aria-label": "New conversation"}),
             content="New conversation",

@@ -1,4 +1,4 @@
-"""The assistant as the chat panel uses it: conversation items, the key, catalog grounding and relaying a streamed answer."""
+"""The assistant as the chat panel uses it: conversation items, the key, catalog grounding, relaying a stream."""
 
 from __future__ import annotations
 
