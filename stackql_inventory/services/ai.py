@@ -36,11 +36,11 @@ from stackql_inventory.services.ai_prompts import (
 from stackql_inventory.services.errors import ErrorKind, UserFacingError, redact
 
 __all__ = [
-    "AnswerDone", "AnswerFailed", "CatalogView", "ChatMessage", "ChatMode", "ChatRequest", "ColumnInfo",
-    "ProviderInfo", "ResourceInfo", "ResultTable", "ServiceInfo", "SqlBlock", "StreamEvent", "TextDelta", "Usage",
-    "ValidationNote", "build_request", "correction_prompt", "explain_prompt", "extract_sql_blocks",
-    "interpret_prompt", "make_key_provider", "result_table", "stream_answer", "trim_history", "validate_answer",
-    "validate_sql",
+    "AnswerDone", "AnswerFailed", "AnswerPart", "CatalogView", "ChatMessage", "ChatMode", "ChatRequest",
+    "ColumnInfo", "ProviderInfo", "ResourceInfo", "ResultTable", "ServiceInfo", "SqlBlock", "StreamEvent",
+    "TextDelta", "Usage", "ValidationNote", "build_request", "correction_prompt", "explain_prompt",
+    "extract_sql_blocks", "interpret_prompt", "make_key_provider", "result_table", "split_answer",
+    "stream_answer", "trim_history", "validate_answer", "validate_sql",
 ]
 
 log = logging.getLogger(__name__)
@@ -147,21 +147,37 @@ class SqlBlock:
     terminated: bool     # False when the answer ended inside the block
 
 
-def extract_sql_blocks(text: str) -> list[SqlBlock]:
-    """The SQL blocks of a markdown answer, in order.
+@dataclass(frozen=True)
+class AnswerPart:
+    """A stretch of an answer: markdown text, or one SQL block."""
 
-    Takes ```sql (also stackql/iql) fences, and unlabelled fences whose text starts like a query;
-    other languages are skipped. A block still open at the end (a cut answer) is kept, marked
-    unterminated.
+    text: str                     # the markdown (for a SQL block: the SQL, dedented and stripped)
+    sql: SqlBlock | None = None   # set when this part is a SQL block
+
+
+def split_answer(text: str) -> list[AnswerPart]:
+    """An answer cut into markdown text and SQL blocks, in order (see `extract_sql_blocks` for what counts as SQL).
+
+    Fences of other languages stay inside the text around them. Text parts are never blank.
     """
-    blocks: list[SqlBlock] = []
+    parts: list[AnswerPart] = []
     lines = (text or "").split("\n")
+    pending: list[str] = []   # text lines since the last SQL block
+
+    def flush_text() -> None:
+        chunk = "\n".join(pending).strip("\n")
+        if chunk.strip():
+            parts.append(AnswerPart(chunk))
+        pending.clear()
+
     i = 0
     while i < len(lines):
         opening = _FENCE_OPEN.match(lines[i])
         if not opening:
+            pending.append(lines[i])
             i += 1
             continue
+        start = i
         fence, language = opening.group(1), opening.group(2).lower()
         closing = re.compile(rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$")
         body: list[str] = []
@@ -173,8 +189,22 @@ def extract_sql_blocks(text: str) -> list[SqlBlock]:
         i += 1
         sql = textwrap.dedent("\n".join(body)).strip()
         if sql and (language in SQL_LANGUAGES or (not language and _STATEMENT_START.match(sql))):
-            blocks.append(SqlBlock(sql=sql, language=language, terminated=terminated))
-    return blocks
+            flush_text()
+            parts.append(AnswerPart(sql, SqlBlock(sql=sql, language=language, terminated=terminated)))
+        else:
+            pending.extend(lines[start:i])
+    flush_text()
+    return parts
+
+
+def extract_sql_blocks(text: str) -> list[SqlBlock]:
+    """The SQL blocks of a markdown answer, in order.
+
+    Takes ```sql (also stackql/iql) fences, and unlabelled fences whose text starts like a query;
+    other languages are skipped. A block still open at the end (a cut answer) is kept, marked
+    unterminated.
+    """
+    return [part.sql for part in split_answer(text) if part.sql is not None]
 
 
 @dataclass(frozen=True)

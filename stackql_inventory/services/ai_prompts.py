@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from stackql_inventory.services.errors import UserFacingError
+from stackql_inventory.services.errors import ErrorKind, UserFacingError
 
 # --- the catalog, as the assistant sees it ------------------------------------------------------
 # Structural types: the catalog service's own dataclasses satisfy them without importing this module.
@@ -73,11 +73,13 @@ class CatalogLookup:
     def __init__(self, catalog: CatalogView | None):
         self._catalog = catalog
         self._memo: dict[tuple[str, ...], Any] = {}
+        self._available: dict[str, bool | None] = {}
         self.problems: list[str] = []
         if catalog is None:
             self.problems.append("The StackQL catalog is not available, so nothing could be looked up.")
 
-    def _call(self, what: str, key: tuple[str, ...], method: str, *args: str) -> Any:
+    def _call(self, what: str, key: tuple[str, ...], method: str, *args: str, probe: bool = False) -> Any:
+        """The catalog's answer, or None on failure. A `probe` that finds nothing (NOT_FOUND) is no problem."""
         if self._catalog is None:
             return None
         if key not in self._memo:
@@ -85,7 +87,8 @@ class CatalogLookup:
                 self._memo[key] = getattr(self._catalog, method)(*args)
             except UserFacingError as e:
                 self._memo[key] = None
-                self.problems.append(f"Could not read {what}: {e.message}")
+                if not (probe and e.kind == ErrorKind.NOT_FOUND):
+                    self.problems.append(f"Could not read {what}: {e.message}")
         return self._memo[key]
 
     def providers(self) -> dict[str, ProviderInfo] | None:
@@ -93,10 +96,29 @@ class CatalogLookup:
         found = self._call("the installed providers", ("providers",), "providers")
         return None if found is None else {p.name.lower(): p for p in found}
 
-    def services(self, provider: str) -> dict[str, ServiceInfo] | None:
-        """The provider's services by name, or None when the catalog failed."""
-        found = self._call(f"the services of {provider}", ("services", provider), "services", provider)
+    def services(self, provider: str, *, probe: bool = False) -> dict[str, ServiceInfo] | None:
+        """The provider's services by name, or None when the catalog failed (`probe`: quietly, if it has none)."""
+        found = self._call(f"the services of {provider}", ("services", provider), "services", provider, probe=probe)
         return None if found is None else {s.name.lower(): s for s in found}
+
+    def available(self, provider: str) -> bool | None:
+        """Whether `provider` can be queried: installed, or known to the registry (stackql installs a provider
+        on first use, and listing its services does). None when the catalog failed."""
+        if provider not in self._available:
+            providers = self.providers()
+            if providers is None:
+                verdict = None
+            elif provider in providers:
+                verdict = True
+            else:
+                problems = len(self.problems)
+                services = self.services(provider, probe=True)
+                if services is not None:
+                    verdict = bool(services)
+                else:  # NOT_FOUND (no such provider) is quiet; any other failure was recorded
+                    verdict = None if len(self.problems) > problems else False
+            self._available[provider] = verdict
+        return self._available[provider]
 
     def resources(self, provider: str, service: str) -> dict[str, ResourceInfo] | None:
         """The service's resources by name, or None when the catalog failed."""
@@ -115,11 +137,11 @@ class CatalogLookup:
     def resource_problem(self, fqn: str) -> str | None:
         """Why `fqn` is not a known resource (with a suggestion), or None when it exists or can't be checked."""
         provider, service, resource = fqn.split(".")
-        providers = self.providers()
-        if providers is None:
+        available = self.available(provider)
+        if available is None:
             return None
-        if provider not in providers:
-            return (f"provider '{provider}' is not installed{_suggest(provider, providers)}; "
+        if not available:
+            return (f"provider '{provider}' is not installed{_suggest(provider, self.providers() or {})}; "
                     f"install it with REGISTRY PULL {provider}")
         services = self.services(provider)
         if services is None:
@@ -196,8 +218,8 @@ subscriptionId (and often resourceGroupName) for Azure. The catalog below lists 
 DESCRIBE provider.service.resource (its columns); SHOW METHODS IN provider.service.resource \
 (the required parameters of each method).
 - Standard SQL works: WHERE, GROUP BY, ORDER BY, JOIN, COUNT(*), LIMIT.
-- Put each query in its own ```sql fenced block, one statement per block. Don't write -- comments \
-inside a query: the engine joins lines, so a -- comment would swallow the rest of the query.
+- Put each query in its own ```sql fenced block, one statement per block. Comments (-- or /* */) \
+are allowed but keep them short: the SQL itself should read clearly.
 - Use the resources, columns and parameters of the catalog below. If what the user asks for is not \
 there, say so and suggest the SHOW or DESCRIBE query that would find it.
 - Keep the explanation around the SQL to a few sentences.
@@ -267,11 +289,13 @@ def _service_refs(text: str) -> set[str]:
 
 def _provider_section(lookup: CatalogLookup, provider: str, *, focus: set[str]) -> list[str]:
     providers = lookup.providers()
-    if providers is not None and provider not in providers:
+    if lookup.available(provider) is False:
         return [f"Selected provider: {_one_line(provider, 40)} (not installed; REGISTRY PULL {_one_line(provider, 40)} "
                 "installs it)"]
-    version = providers[provider].version if providers else "?"
-    lines = [f"Selected provider: {provider} ({_one_line(version, 30)})"]
+    if providers is not None and provider in providers:
+        lines = [f"Selected provider: {provider} ({_one_line(providers[provider].version, 30)})"]
+    else:
+        lines = [f"Selected provider: {provider} (installed on first use)"]
     services = lookup.services(provider)
     if services is None:
         return lines
@@ -308,14 +332,13 @@ def _provider_section(lookup: CatalogLookup, provider: str, *, focus: set[str]) 
 def _named_section(lookup: CatalogLookup, named: list[str], *, certain: set[str]) -> list[str]:
     """Columns and required parameters of each named resource; `certain` names come from SQL, not prose."""
     lines: list[str] = []
-    known_providers = lookup.providers() if named else None
     described = 0
     for i, fqn in enumerate(named):
         if described >= MAX_GROUNDED_RESOURCES:
             lines.append(f"(not described, to keep this short: {', '.join(named[i:])})")
             break
         provider, service, resource = fqn.split(".")
-        if known_providers is not None and provider not in known_providers and fqn not in certain:
+        if fqn not in certain and lookup.available(provider) is False:
             continue  # prose such as "www.example.com" is not a resource
         described += 1
         problem = lookup.resource_problem(fqn)
@@ -385,13 +408,16 @@ def _cell(value: Any, limit: int) -> str:
 
 def result_table(columns: Sequence[str], rows: Sequence[Sequence[Any] | Mapping[str, Any]], *,
                  max_rows: int = MAX_TABLE_ROWS, max_columns: int = MAX_TABLE_COLUMNS,
-                 max_cell_chars: int = MAX_CELL_CHARS, more_rows_exist: bool = False) -> ResultTable:
+                 max_cell_chars: int = MAX_CELL_CHARS, more_rows_exist: bool = False,
+                 total_rows: int | None = None) -> ResultTable:
     """Render a result as a markdown table capped at `max_rows` × `max_columns`, cells truncated.
 
     Rows may be sequences (in `columns` order) or mappings keyed by column. `|` is escaped and
     newlines flattened so a cell can't break the table. `more_rows_exist` says the query itself
-    stopped at a row limit, so the note says the total is a lower bound.
+    stopped at a row limit, so the note says the total is a lower bound. `total_rows` is the
+    result's size when `rows` holds only its first rows (a large result need not be read whole).
     """
+    total = max(len(rows), total_rows or 0)
     columns = [str(c) for c in columns]
     shown_cols = columns[:max_columns]
     shown_rows = rows[:max_rows]
@@ -404,27 +430,27 @@ def result_table(columns: Sequence[str], rows: Sequence[Sequence[Any] | Mapping[
             values = list(row[: len(shown_cols)])
         lines.append("| " + " | ".join(_cell(v, max_cell_chars) for v in values) + " |")
     notes = []
-    if not rows:
+    if not total:
         notes.append("The query returned no rows.")
-    elif len(shown_rows) < len(rows):
-        notes.append(f"Showing the first {len(shown_rows)} of {len(rows)} rows; "
-                     f"{len(rows) - len(shown_rows)} rows were left out.")
+    elif len(shown_rows) < total:
+        notes.append(f"Showing the first {len(shown_rows)} of {total} rows; "
+                     f"{total - len(shown_rows)} rows were left out.")
     if len(shown_cols) < len(columns):
         left_out = columns[max_columns:]
         names = ", ".join(_cell(c, 40) for c in left_out[:20]) + (", …" if len(left_out) > 20 else "")
         notes.append(f"Showing {len(shown_cols)} of {len(columns)} columns; "
                      f"{len(left_out)} columns were left out: {names}.")
     if more_rows_exist:
-        notes.append(f"The query stopped at its row limit, so the source has more than {len(rows)} rows.")
+        notes.append(f"The query stopped at its row limit, so the source has more than {total} rows.")
     return ResultTable(markdown="\n".join(lines) or "(no columns)", note=" ".join(notes),
-                       rows_shown=len(shown_rows), rows_total=len(rows),
+                       rows_shown=len(shown_rows), rows_total=total,
                        columns_shown=len(shown_cols), columns_total=len(columns))
 
 
 def interpret_prompt(sql: str, columns: Sequence[str], rows: Sequence[Sequence[Any] | Mapping[str, Any]], *,
-                     question: str = "", more_rows_exist: bool = False) -> str:
+                     question: str = "", more_rows_exist: bool = False, total_rows: int | None = None) -> str:
     """The user message for the IDE's Interpret button: the query, its result table and the truncation note."""
-    table = result_table(columns, rows, more_rows_exist=more_rows_exist)
+    table = result_table(columns, rows, more_rows_exist=more_rows_exist, total_rows=total_rows)
     parts = ["Interpret the result of this StackQL query.",
              f"<query>\n```sql\n{fence_data(sql.strip())}\n```\n</query>",
              f"<result>\n{table.markdown}\n</result>"]
