@@ -8,7 +8,7 @@ or null). Generation is not timed.
 What each contender is timed for (one process run, methods interleaved, median of 5 rounds; a
 `CHECKPOINT` before every timed step and a `VACUUM` of the writer's table before its runs, as
 autovacuum does between scheduled runs, so WAL flushes and dead rows of one method don't bill the
-next):
+next; and no timed step starts while an autovacuum worker runs):
 
 - writer (replace): the production path end to end: `open_target` (advisory lock), then
   `engine.stream` running a "stackql" that replays the JSONL file (`cat`), parsing JSON Lines in
@@ -26,6 +26,15 @@ next):
   2.4-million-parameter statement).
 - history: `TargetSession.write` in history mode keyed on `item_id`, each round on a result where
   1% of the rows (2,000, a different block each round) changed since the previous round.
+- writer SQL only (a diagnostic, not a contender): the server's share of the writer's work, i.e.
+  the writer's own statements (DELETE, then COPY of the same 14 columns in the text format the
+  writer sends, pre-encoded by its CopySource, commit) into a table like the writer's. No stackql,
+  no parsing, no encoding: the writer cannot be faster than this on the same server.
+
+Also printed: the machine's CPU count and load average before and after, and the CPU time the
+writer's own process used per round (parsing and encoding; the server and stackql are separate
+processes). On a machine with few cores the writer's Python work and the server's COPY compete for
+the same CPUs, while the raw COPY has next to no client work.
 
 Last line (machine-readable): `writer/copy=<copy time / writer time>` (throughput ratio, higher is
 faster; target >= 0.8), `writer/to_sql=<faster to_sql time / writer time>` (target >= 10) and
@@ -40,6 +49,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import shutil
 import statistics
 import subprocess
@@ -130,6 +140,7 @@ class Bench:
         self.stackql = stackql_engine.Engine(replay_dir, approot)
         self.query = f"SELECT {', '.join(COLUMNS)} FROM synthetic.bulk.items WHERE count = 200000"
         self.run_id = 0
+        self.waited_s = 0.0  # time spent waiting for autovacuum before timed steps
 
     def sql(self, statement: str, autocommit: bool = False) -> None:
         opts = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
@@ -141,7 +152,21 @@ class Bench:
     def quiesce(self, vacuum: str | None = None) -> None:
         if vacuum:
             self.sql(f"VACUUM {vacuum}", autocommit=True)
+        self.settle()
         self.sql("CHECKPOINT", autocommit=True)
+
+    def settle(self, timeout_s: float = 60.0) -> None:
+        """Wait until no autovacuum worker runs (the previous method's tables trigger them; one
+        running during a timed step takes CPU from whichever method happens to be measured)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self.engine.connect() as c:
+                busy = c.execute(sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")).scalar()
+            if not busy:
+                return
+            self.waited_s += 0.05
+            time.sleep(0.05)
 
     def writer(self, table: str, jsonl: Path, mode: str = "replace") -> float:
         self.run_id += 1
@@ -154,6 +179,26 @@ class Bench:
         elapsed = time.perf_counter() - t0
         assert result.rows_written > 0
         return elapsed
+
+    def writer_cpu(self, table: str, jsonl: Path) -> tuple[float, float]:
+        """(wall seconds, this process's CPU seconds) of a replace write."""
+        cpu = time.process_time()
+        wall = self.writer(table, jsonl)
+        return wall, time.process_time() - cpu
+
+    def writer_sql(self, table: str, copy_text: bytes, columns: list[str]) -> float:
+        """The writer's statements alone: DELETE + COPY (text format, pre-encoded) + commit."""
+        raw = self.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            t0 = time.perf_counter()
+            cur.execute(f"DELETE FROM {SCHEMA}.{table}")
+            cur.copy_expert(f'COPY {SCHEMA}.{table} ({", ".join(columns)}) FROM STDIN', io.BytesIO(copy_text),
+                            size=1 << 20)
+            raw.commit()
+            return time.perf_counter() - t0
+        finally:
+            raw.close()
 
     def raw_copy(self, table: str, csv_text: str) -> float:
         raw = self.engine.raw_connection()
@@ -173,6 +218,20 @@ class Bench:
         return time.perf_counter() - t0
 
 
+def writer_copy_text(rows: list[tuple], run_id: int) -> bytes:
+    """The COPY text the writer sends for these rows (its CopySource, with its two bookkeeping columns)."""
+    suffix = f"\t{run_id}\t{datetime.now(timezone.utc).isoformat()}"
+    source = inventory_writer.CopySource(iter(rows), COLUMNS, suffix)
+    text = b"".join(iter(source.read, b""))
+    source.join()
+    return text
+
+
+def machine() -> str:
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"cpus={os.cpu_count()} load(1/5/15 min)={load}"
+
+
 def start_postgres(work: Path) -> tuple[str, Callable[[], None]]:
     import pgserver
 
@@ -187,6 +246,7 @@ def main() -> None:
     ap.add_argument("--database-url", help="SQLAlchemy URL of a PostgreSQL to use instead of a throwaway one")
     args = ap.parse_args()
 
+    print(f"machine at start: {machine()}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="write-bench-"))
     stop = None
     try:
@@ -218,14 +278,24 @@ def main() -> None:
                 "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
                 f"'{SCHEMA}.bench_writer'::regclass AND attnum > 0")).all())
         bench.sql(f"CREATE TABLE {SCHEMA}.bench_copy ({', '.join(f'{c} {types[c]}' for c in COLUMNS)})")
+        bench.sql(f"CREATE TABLE {SCHEMA}.bench_writer_sql (LIKE {SCHEMA}.bench_writer)")
+        copy_text = writer_copy_text(rows, 1)
+        sql_columns = [*COLUMNS, "_stackql_run_id", "_stackql_collected_at"]
+        bench.writer_sql("bench_writer_sql", copy_text, sql_columns)
 
-        times: dict[str, list[float]] = {k: [] for k in ("copy", "writer", "to_sql", "to_sql_multi", "history")}
+        times: dict[str, list[float]] = {
+            k: [] for k in ("copy", "writer", "writer_sql", "to_sql", "to_sql_multi", "history")}
+        writer_cpu: list[float] = []
         for r in range(args.rounds):
             bench.sql(f"TRUNCATE {SCHEMA}.bench_copy")
             bench.quiesce()
             times["copy"].append(bench.raw_copy("bench_copy", csv_text))
             bench.quiesce(vacuum=f"{SCHEMA}.bench_writer")
-            times["writer"].append(bench.writer("bench_writer", base))
+            wall, cpu = bench.writer_cpu("bench_writer", base)
+            times["writer"].append(wall)
+            writer_cpu.append(cpu)
+            bench.quiesce(vacuum=f"{SCHEMA}.bench_writer_sql")
+            times["writer_sql"].append(bench.writer_sql("bench_writer_sql", copy_text, sql_columns))
             bench.quiesce()
             times["to_sql"].append(bench.to_sql(frame, "bench_to_sql"))
             bench.quiesce()
@@ -244,12 +314,19 @@ def main() -> None:
         print()
         print(f"{'method':<34}{'median s':>10}{'min s':>9}{'max s':>9}{'rows/s':>12}")
         labels = {"copy": "raw COPY FROM STDIN (CSV)", "writer": "writer, replace (JSONL → COPY)",
+                  "writer_sql": "writer's SQL only (diagnostic)",
                   "to_sql": "DataFrame.to_sql (default)", "to_sql_multi": "DataFrame.to_sql (method=multi)",
                   "history": "writer, history (1% changed)"}
         for key, label in labels.items():
             v = times[key]
             print(f"{label:<34}{med[key]:>10.3f}{min(v):>9.3f}{max(v):>9.3f}{args.rows / med[key]:>12,.0f}")
         best_to_sql = min(med["to_sql"], med["to_sql_multi"])
+        print()
+        print(f"writer's own CPU per round (parse + encode, this process): median "
+              f"{statistics.median(writer_cpu):.3f}s ({statistics.median(writer_cpu) / args.rows * 1e6:.2f} µs/row); "
+              f"server-side bound writer_sql/copy: copy/writer_sql={med['copy'] / med['writer_sql']:.2f}")
+        print(f"waited {bench.waited_s:.1f}s in all for autovacuum workers to finish before timed steps")
+        print(f"machine at end: {machine()}")
         print()
         print(f"writer/copy={med['copy'] / med['writer']:.2f} writer/to_sql={best_to_sql / med['writer']:.1f} "
               f"history/replace={med['history'] / med['writer']:.2f}")

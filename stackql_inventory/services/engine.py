@@ -30,7 +30,9 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from functools import cached_property
+from functools import cached_property, partial
+from itertools import chain, islice
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +156,9 @@ def _to_text(value: Any) -> str | None:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return str(value)
+
+
+_TEXT_TYPES = frozenset({str, type(None)})
 
 
 def _text_row(values: tuple[Any, ...]) -> Row:
@@ -657,6 +662,18 @@ class _Srv:
 
 # ============================================================================ batch: stackql exec, streamed
 
+_STREAM_BATCH = 512  # lines per batch: big enough to amortise Python's per-batch work, small enough for the CPU cache
+
+
+def _row_maker(cols: list[str]) -> Callable[[list[dict[str, Any]]], Iterator[tuple[Any, ...]]]:
+    """A C-level map from row objects to tuples in column order (KeyError when a row lacks a column)."""
+    if len(cols) >= 2:
+        return partial(map, itemgetter(*cols))
+    if len(cols) == 1:
+        get_one = itemgetter(cols[0])
+        return lambda objs: zip(map(get_one, objs))  # 1-tuples
+    return lambda objs: (() for _ in objs)
+
 
 class RowStream:
     """A streamed batch query: `columns` (SELECT order) and `rows`, an iterator of tuples of str | None.
@@ -688,7 +705,7 @@ class RowStream:
         self._registration: contextlib.AbstractContextManager[_Running] | None = None
         self._running: _Running | None = None
         self._first: dict[str, Any] | None = None
-        self._rows: Iterator[Row] | None = None
+        self._rows: Iterator[Row] | None = None  # chained batches of _iterate
         self._finished = False
         self._t0 = 0.0
 
@@ -717,7 +734,7 @@ class RowStream:
                 self._finish()
                 keys = []
             self.columns = resolve_columns(self._statement, keys, self._engine.describe_columns)
-            self._rows = self._iterate()
+            self._rows = chain.from_iterable(self._iterate())
             return self
         except BaseException:
             self.__exit__(*sys.exc_info())
@@ -776,36 +793,78 @@ class RowStream:
             raise UserFacingError("stackql printed an unexpected JSON value instead of a row.", ErrorKind.BINARY)
         return obj
 
-    def _iterate(self) -> Iterator[Row]:
+    def _iterate(self) -> Iterator[list[Row]]:
+        """The rows in batches of up to `_STREAM_BATCH` lines (the `rows` property chains them).
+
+        A batch's lines are parsed, checked and turned into tuples by C loops (orjson, itemgetter,
+        set(map(type, …))), so Python runs per batch, not per row. A batch that is not plain (a line
+        that is not a JSON object, a row with keys the first row did not have, a value that is not a
+        string or null) is redone row by row: it yields the rows before the one at fault, then raises.
+        """
         cols = self.columns
-        ncols = len(cols)
         limit = self.limits.row_limit
         stdout = self._proc.stdout if self._proc else None
-        obj = self._first
-        self._first = None
+        first, self._first = self._first, None
+        lines = iter(stdout.readline, b"") if stdout is not None and first is not None else iter(())
+        to_rows = _row_maker(cols)
+        loads = orjson.loads
+        ncols = len(cols)
         count = 0
-        while obj is not None:
-            if limit is not None and count >= limit:
+        error: UserFacingError | None = None
+        batch, _ = self._slow_rows([first]) if first is not None else ([], None)
+        while True:
+            if not batch:
+                raw = list(islice(lines, _STREAM_BATCH))
+                if not raw:
+                    break
+                try:
+                    objs = list(map(loads, raw))
+                    if max(map(len, objs)) > ncols:
+                        raise KeyError("extra keys")
+                    batch = list(to_rows(objs))
+                except (orjson.JSONDecodeError, TypeError, KeyError):
+                    batch, error = self._slow_rows(raw)
+                else:
+                    if not set(map(type, chain.from_iterable(batch))) <= _TEXT_TYPES:
+                        batch = list(map(_text_row, batch))
+            if limit is not None and count + len(batch) > limit:
+                batch = batch[: limit - count]
                 self.truncated = True
+                error = None  # the row at fault lies beyond the cut
+            if batch:
+                count += len(batch)
+                self.row_count = count
+                yield batch
+                batch = []
+            if error is not None:
+                raise error
+            if self.truncated:
                 self._kill()
                 break
-            if len(obj) > ncols:
-                extra = [k for k in obj if k not in cols]
-                if extra:
-                    self._kill()
-                    raise UserFacingError(
-                        f"stackql returned columns the first row did not have ({', '.join(extra[:5])}); run the "
-                        "query again.", ErrorKind.SCHEMA)
-            row = tuple(map(obj.get, cols))
-            yield _text_row(row)
-            count += 1
-            self.row_count = count
-            if count % 4096 == 0 and self._stderr:
+            if self._stderr:
                 self._raise_early_errors()
-            line = stdout.readline() if stdout else b""
-            obj = self._parse(line) if line else None
         self.row_count = count
         self._finish()
+
+    def _slow_rows(self, items: list[Any]) -> tuple[list[Row], UserFacingError | None]:
+        """Lines (or parsed objects) one at a time: the rows up to the first one at fault, and its error."""
+        cols = self.columns
+        ncols = len(cols)
+        rows: list[Row] = []
+        try:
+            for item in items:
+                obj = self._parse(item) if isinstance(item, bytes) else item
+                if len(obj) > ncols:
+                    extra = [k for k in obj if k not in cols]
+                    if extra:
+                        self._kill()
+                        raise UserFacingError(
+                            f"stackql returned columns the first row did not have ({', '.join(extra[:5])}); run "
+                            "the query again.", ErrorKind.SCHEMA)
+                rows.append(_text_row(tuple(map(obj.get, cols))))
+        except UserFacingError as exc:
+            return rows, exc
+        return rows, None
 
     def _raise_early_errors(self) -> None:
         errors, _ = split_stderr("".join(self._stderr))
