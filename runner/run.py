@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import json
 import logging
 import threading
 import time
@@ -27,7 +26,7 @@ from stackql_inventory.db import saved_queries as db_queries
 from stackql_inventory.db import schedules as db_schedules
 from stackql_inventory.db.engine import session_scope
 from stackql_inventory.services import credentials, engine, inventory_writer, runs, sql_text
-from stackql_inventory.services.errors import ErrorKind, UserFacingError, redact
+from stackql_inventory.services.errors import ErrorKind, UserFacingError, redact, secret_values
 
 log = logging.getLogger("runner")
 
@@ -141,28 +140,6 @@ def _plan(req: RunRequest) -> _Plan:
             target_table=target_table, write_mode=mode, key_columns=keys)
 
 
-def _secret_values(env: dict[str, str]) -> list[str]:
-    """Every credential value, plus the lines and JSON strings inside multi-line or JSON credentials."""
-    found: list[str] = []
-    for value in env.values():
-        found.append(value)
-        found.extend(line.strip() for line in value.splitlines() if len(line.strip()) >= 8)
-        try:
-            stack = [json.loads(value)]
-        except ValueError:
-            continue
-        while stack:
-            node = stack.pop()
-            if isinstance(node, dict):
-                stack.extend(node.values())
-            elif isinstance(node, list):
-                stack.extend(node)
-            elif isinstance(node, str) and len(node) >= 8:
-                found.append(node)
-                found.extend(part.strip() for part in node.splitlines() if len(part.strip()) >= 8)
-    return found
-
-
 def _open_ledger(req: RunRequest, plan: _Plan, trigger: str, backend: str) -> runs.RunView:
     if req.run_id is not None:
         return runs.claim_run(req.run_id, schedule_id=plan.schedule_id, query_id=plan.query_id,
@@ -246,7 +223,7 @@ def _run(req: RunRequest, plan: _Plan, run: runs.RunView, trigger: str, t0: floa
             if trigger in ("schedule", "catchup") and not plan.schedule_active:
                 raise _Skip(f"Schedule {plan.schedule_id} is paused; resume it to run it on its cron.")
             env = credentials.env_for_providers(plan.providers)
-            secrets = _secret_values(env)
+            secrets = secret_values(env)
             try:
                 target_session = stack.enter_context(
                     inventory_writer.open_target(plan.target_schema, plan.target_table))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from stackql_inventory.services.errors import ErrorKind, UserFacingError
+from stackql_inventory.services.process_default import ProcessDefault
 
 if TYPE_CHECKING:
     from stackql_inventory.services.engine import QueryResult
@@ -245,25 +246,22 @@ class Catalog:
 
 # ============================================================================ process-wide default
 
-_default: Catalog | None = None
-_default_lock = threading.Lock()
+
+def _build_default() -> Catalog:
+    from stackql_inventory.services import engine
+
+    limits = engine.QueryLimits(row_limit=None, timeout_s=60.0)
+    return Catalog(lambda q: engine.run(q, None, limits, mode=engine.Mode.INTERACTIVE))
+
+
+_default: ProcessDefault[Catalog] = ProcessDefault(_build_default)
 
 
 def get_catalog() -> Catalog:
     """The process-wide catalog, answered by the engine's warm interactive server."""
-    global _default
-    if _default is None:
-        with _default_lock:
-            if _default is None:
-                from stackql_inventory.services import engine
-
-                limits = engine.QueryLimits(row_limit=None, timeout_s=60.0)
-                _default = Catalog(lambda q: engine.run(q, None, limits, mode=engine.Mode.INTERACTIVE))
-    return _default
+    return _default.get()
 
 
 def reset() -> None:
     """Forget the process-wide catalog (after a settings change, and in tests)."""
-    global _default
-    with _default_lock:
-        _default = None
+    _default.reset()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from enum import Enum
 
 
@@ -59,3 +60,33 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
         return text
     pattern = re.compile("|".join(re.escape(v) for v in values))
     return pattern.sub(REDACTED, text)
+
+
+def secret_values(env: Mapping[str, str] | None) -> list[str]:
+    """Every value to hide for `redact`: each credential in `env` (name -> value), plus the pieces a
+    message could quote on their own: the lines of multi-line values and the strings inside JSON
+    credentials (service-account files, PEM keys written with `\\n`).
+    """
+    found: list[str] = []
+    for value in (env or {}).values():
+        found.append(value)
+        found.extend(_lines(value))
+        try:
+            stack = [json.loads(value)]
+        except ValueError:
+            continue
+        while stack:
+            node = stack.pop()
+            if isinstance(node, dict):
+                stack.extend(node.values())
+            elif isinstance(node, list):
+                stack.extend(node)
+            elif isinstance(node, str) and len(node) >= 8:
+                found.append(node)
+                found.extend(_lines(node))
+    return found
+
+
+def _lines(text: str) -> list[str]:
+    """The lines of `text` of 8 characters or more, also where they are separated by a written `\\n`."""
+    return [part.strip() for part in re.split(r"\\n|\r\n|\n|\r", text) if len(part.strip()) >= 8]

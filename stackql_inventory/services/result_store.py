@@ -26,6 +26,7 @@ import orjson
 
 from stackql_inventory import config
 from stackql_inventory.services.errors import ErrorKind, UserFacingError
+from stackql_inventory.services.process_default import ProcessDefault
 
 # Largest window one request may ask for (the grid asks for blocks of 200).
 MAX_WINDOW = 1000
@@ -506,18 +507,12 @@ class ResultStore:
 
 # ============================================================================ process-wide default
 
-_default: ResultStore | None = None
-_default_lock = threading.Lock()
+_default: ProcessDefault[ResultStore] = ProcessDefault(ResultStore.from_settings)
 
 
 def get_store() -> ResultStore:
     """The process-wide store, sized from settings on first use."""
-    global _default
-    if _default is None:
-        with _default_lock:
-            if _default is None:
-                _default = ResultStore.from_settings()
-    return _default
+    return _default.get()
 
 
 def get(result_id: str, *, owner: str | None = None) -> StoredResult:
@@ -527,6 +522,4 @@ def get(result_id: str, *, owner: str | None = None) -> StoredResult:
 
 def reset() -> None:
     """Forget the process-wide store (after a settings change, and in tests)."""
-    global _default
-    with _default_lock:
-        _default = None
+    _default.reset()
