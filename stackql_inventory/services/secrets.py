@@ -10,14 +10,17 @@ import tempfile
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Protocol
-
-from databricks.sdk import WorkspaceClient
-from databricks.sdk.errors import NotFound, PermissionDenied
+from typing import TYPE_CHECKING, Protocol
 
 from stackql_inventory.config import Backend, Settings, get_settings
-from stackql_inventory.services.databricks_client import sdk_error_to_user_facing, workspace_client
 from stackql_inventory.services.errors import ErrorKind, UserFacingError
+
+if TYPE_CHECKING:
+    from databricks.sdk import WorkspaceClient
+
+# The Databricks backend imports databricks-sdk (and databricks_client, which imports it) when it
+# is used: the SDK takes most of a second to import, and the local backend (and a runner that reads
+# local secrets) never needs it.
 
 logger = logging.getLogger(__name__)
 
@@ -258,6 +261,8 @@ class DatabricksSecrets:
 
     @property
     def _w(self) -> WorkspaceClient:
+        from stackql_inventory.services.databricks_client import workspace_client
+
         return self._client or workspace_client(self._settings)
 
     def _list(self, scope: str) -> list[str]:
@@ -266,6 +271,8 @@ class DatabricksSecrets:
 
     def exists(self, scope: str, key: str) -> bool:
         """True if `key` is listed in `scope` (case-insensitive); False if the scope does not exist."""
+        from databricks.sdk.errors import NotFound
+
         validate_name(key, "secret key")
         try:
             keys = self._list(scope)
@@ -286,6 +293,8 @@ class DatabricksSecrets:
 
     def get(self, scope: str, key: str) -> str:
         """The secret's value, fetched now (`get_secret`, base64-decoded)."""
+        from databricks.sdk.errors import NotFound
+
         validate_name(scope, "secret scope")
         validate_name(key, "secret key")
         try:
@@ -307,6 +316,8 @@ class DatabricksSecrets:
 
     def status(self, scope: str, key: str) -> SecretStatus:
         """OK / MISSING / NO_PERMISSION / ERROR from the scope's key list; the value is never read."""
+        from databricks.sdk.errors import NotFound, PermissionDenied
+
         try:
             validate_name(key, "secret key")
             keys = self._list(scope)
@@ -344,6 +355,8 @@ class DatabricksSecrets:
 
     def _missing(self, scope: str, key: str) -> UserFacingError:
         # get_secret says RESOURCE_DOES_NOT_EXIST for a missing scope and a missing key alike.
+        from databricks.sdk.errors import NotFound
+
         try:
             self._list(scope)
         except NotFound:
@@ -353,6 +366,10 @@ class DatabricksSecrets:
         return UserFacingError(_key_missing_message(scope, key), ErrorKind.NOT_FOUND)
 
     def _error(self, exc: BaseException, scope: str, key: str | None = None) -> UserFacingError:
+        from databricks.sdk.errors import NotFound, PermissionDenied
+
+        from stackql_inventory.services.databricks_client import sdk_error_to_user_facing
+
         if isinstance(exc, UserFacingError):
             return exc
         if isinstance(exc, NotFound):
