@@ -114,6 +114,8 @@ class SchedulesState(rx.State):
 
     # Whether this tab's status poller runs.
     _polling: bool = False
+    # Set by an action that started a run: the sleeping poller refreshes at once.
+    _poll_wake: bool = False
 
     # --- loading -------------------------------------------------------------------------------
     @rx.event(background=True)
@@ -130,11 +132,16 @@ class SchedulesState(rx.State):
 
     @rx.event(background=True)
     async def poll(self):
-        """Refresh statuses while a run is queued or running, or one is due soon; stop otherwise."""
+        """Refresh statuses while a run is queued or running, or one is due soon; stop otherwise.
+
+        A poller already running (asleep until a run due in minutes) is woken instead: the status of a
+        run just started must change within seconds, not at the next due slot.
+        """
         async with self:
             if self._polling:
+                self._poll_wake = True
                 return
-            self._polling = True
+            self._polling, self._poll_wake = True, False
         try:
             deadline = time.monotonic() + POLL_MAX_S
             while time.monotonic() < deadline:
@@ -142,7 +149,7 @@ class SchedulesState(rx.State):
                     wait = _poll_wait(self.rows)
                 if wait is None:
                     break
-                await asyncio.sleep(wait)
+                await _sleep_unless_woken(self, wait)
                 await _refresh(self)
         finally:
             async with self:
@@ -320,6 +327,17 @@ def _poll_wait(rows: list[dict[str, str]]) -> float | None:
     if soonest is None or soonest > POLL_AHEAD_S:
         return None
     return max(soonest, 0.0) + POLL_ACTIVE_S
+
+
+async def _sleep_unless_woken(state, seconds: float) -> None:  # noqa: ANN001 - the SchedulesState proxy
+    """Sleep `seconds`, in steps of at most POLL_ACTIVE_S, returning early when `poll` is asked again."""
+    wake_at = time.monotonic() + seconds
+    while (left := wake_at - time.monotonic()) > 0:
+        await asyncio.sleep(min(left, POLL_ACTIVE_S))
+        async with state:
+            woken, state._poll_wake = state._poll_wake, False
+        if woken:
+            return
 
 
 async def _refresh(state) -> None:  # noqa: ANN001 - the SchedulesState proxy of a background event
