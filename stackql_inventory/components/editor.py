@@ -90,6 +90,19 @@ def _toolbar() -> rx.Component:
             title=rx.cond(AppState.can_edit, "Save to the query library", "Read-only access: you can run queries"),
             custom_attrs={"data-testid": "ide-save"},
         ),
+        rx.button(
+            rx.icon("calendar-clock", size=16), "Schedule…",
+            on_click=rx.redirect(IdeState.schedule_href),
+            variant="soft",
+            disabled=~AppState.can_edit | (IdeState.loaded_query_id == 0) | IdeState.unsaved_changes,
+            title=rx.cond(
+                ~AppState.can_edit, "Read-only access: ask an editor to schedule queries",
+                rx.cond(IdeState.loaded_query_id == 0, "Save the query first: a schedule runs a saved query",
+                        rx.cond(IdeState.unsaved_changes, "Save your changes first: a schedule runs the saved text",
+                                "Run this saved query on a schedule into an inventory table")),
+            ),
+            custom_attrs={"data-testid": "ide-schedule"},
+        ),
         rx.cond(
             IdeState.running,
             rx.hstack(

@@ -99,14 +99,29 @@ def page_frame(active: str, title: str, *children: rx.Component, actions: rx.Com
 
 
 def empty_state(icon: str, title: str, hint: str, testid: str) -> rx.Component:
-    """A friendly placeholder for an empty list."""
+    """A friendly placeholder for an empty list.
+
+    While the database is unreachable a list is unknown, not empty: the placeholder says so instead of
+    inviting the user to create a first item (the banner above says what is wrong).
+    """
     return rx.center(
-        rx.vstack(
-            rx.icon(icon, size=32, color=rx.color("gray", 8)),
-            rx.text(title, weight="medium"),
-            rx.text(hint, size="2", color_scheme="gray"),
-            align="center",
-            spacing="2",
+        rx.cond(
+            AppState.db_error != "",
+            rx.vstack(
+                rx.icon("database-zap", size=32, color=rx.color("gray", 8)),
+                rx.text("Not available while the database is unreachable", weight="medium"),
+                rx.text("This list loads again once the database answers.", size="2", color_scheme="gray"),
+                align="center",
+                spacing="2",
+                custom_attrs={"data-testid": "db-unavailable"},
+            ),
+            rx.vstack(
+                rx.icon(icon, size=32, color=rx.color("gray", 8)),
+                rx.text(title, weight="medium"),
+                rx.text(hint, size="2", color_scheme="gray"),
+                align="center",
+                spacing="2",
+            ),
         ),
         width="100%",
         padding="2.5rem",

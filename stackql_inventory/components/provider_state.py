@@ -11,9 +11,10 @@ from typing import Any
 
 import reflex as rx
 
-from stackql_inventory.services import identity, provider_presets, providers
+from stackql_inventory.services import provider_presets, providers
 from stackql_inventory.services.errors import ErrorKind, UserFacingError
 from stackql_inventory.services.identity import Identity
+from stackql_inventory.state.app_state import current_identity
 
 _NEW_LINE_IDS = itertools.count(1)
 
@@ -97,7 +98,7 @@ class ProvidersState(rx.State):
 
     # ------------------------------------------------------------------------------------------ helpers
     def _actor(self) -> Identity:
-        return identity.from_headers(dict(self.router.headers.raw_headers))
+        return current_identity(self)
 
     def _rebuild(self) -> None:
         """Derive the rendered vars from the loaded mappings, statuses and test results."""

@@ -82,6 +82,24 @@ class LibraryState(rx.State):
             ide = await self.get_state(IdeState)
             ide.load_text(q.query_text, q.provider, query_id=q.id, name=q.name, owner=q.created_by)
 
+    @rx.event(background=True)
+    async def open_linked(self):
+        """Open the saved query a link names (`/ide?query=<id>`, e.g. from the Inventory list).
+
+        A query already open in the editor stays as it is, so reloading the page keeps unsaved edits.
+        """
+        async with self:
+            wanted = self.router.url.query_parameters.get("query", "").strip()
+            ide = await self.get_state(IdeState)
+            current = ide.loaded_query_id
+        if not wanted:
+            return
+        if not wanted.isdigit():
+            yield rx.toast.error(f"The link names saved query '{wanted[:40]}', which is not a query id.")
+            return
+        if int(wanted) != current:
+            yield LibraryState.open_query(wanted)
+
     # ---------------------------------------------------------------- save
     @rx.event
     async def open_save(self):
@@ -126,7 +144,7 @@ class LibraryState(rx.State):
         async with self:
             self.save_open, self.save_error = False, ""
             ide = await self.get_state(IdeState)
-            ide.loaded_query_id, ide.loaded_query_name, ide.loaded_query_owner = saved.id, saved.name, saved.created_by
+            ide.mark_saved(saved.id, saved.name, saved.created_by, draft.query_text)
         yield rx.toast.success(f"Saved '{saved.name}'.")
         yield LibraryState.load
 
@@ -165,7 +183,7 @@ class LibraryState(rx.State):
             name, self.delete_id = self.delete_name, 0
             ide = await self.get_state(IdeState)
             if ide.loaded_query_id == query_id:
-                ide.loaded_query_id, ide.loaded_query_name, ide.loaded_query_owner = 0, "", ""
+                ide.mark_saved(0, "", "", "")
         yield rx.toast.success(f"Deleted '{name}'.")
         yield LibraryState.load
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import reflex as rx
 
-from stackql_inventory import formatting
+from stackql_inventory import formatting, routes
 from stackql_inventory.components.layout import page_frame
 from stackql_inventory.services import engine, ide_queries
 from stackql_inventory.services.errors import ErrorKind, UserFacingError
@@ -42,6 +42,8 @@ class IdeState(rx.State):
     # Its name and owner.
     loaded_query_name: str = ""
     loaded_query_owner: str = ""
+    # Its text as saved (the editor differs from it once edited: then it must be saved before scheduling).
+    saved_sql: str = ""
 
     # Providers with credential mappings (the provider selector).
     providers: list[str] = []
@@ -93,6 +95,16 @@ class IdeState(rx.State):
         return f"{min(440, 60 + 28 * max(self.row_count, 1))}px"
 
     @rx.var
+    def unsaved_changes(self) -> bool:
+        """The editor holds a saved query whose text was changed since it was opened or saved."""
+        return self.loaded_query_id > 0 and self.sql.strip() != self.saved_sql.strip()
+
+    @rx.var
+    def schedule_href(self) -> str:
+        """Where "Schedule…" leads: the Schedules page's new-schedule dialog for the loaded query."""
+        return f"{routes.SCHEDULES}?new={self.loaded_query_id}" if self.loaded_query_id > 0 else ""
+
+    @rx.var
     def provider_choice(self) -> str:
         """The select's value ('none' stands for no provider)."""
         return self.provider or "none"
@@ -140,7 +152,12 @@ class IdeState(rx.State):
         self.replace_sql(text if text.endswith("\n") else text + "\n")
         if provider:
             self.provider = provider
+        self.mark_saved(query_id, name, owner, text)
+
+    def mark_saved(self, query_id: int, name: str, owner: str, text: str) -> None:
+        """The editor's text is now saved as query `query_id` (or no saved query when 0)."""
         self.loaded_query_id, self.loaded_query_name, self.loaded_query_owner = query_id, name, owner
+        self.saved_sql = text if query_id else ""
 
     @rx.event
     def add_param(self, param: str):
@@ -255,7 +272,7 @@ def on_load() -> list[Any]:
     from stackql_inventory.components.run_history import HistoryState
     from stackql_inventory.components.schema_browser import SchemaState
 
-    return [IdeState.load, LibraryState.load, HistoryState.load, SchemaState.load]
+    return [IdeState.load, LibraryState.load, LibraryState.open_linked, HistoryState.load, SchemaState.load]
 
 
 def page() -> rx.Component:

@@ -171,8 +171,12 @@ class InventoryState(rx.State):
 
     @rx.var
     def count_text(self) -> str:
+        """`3 of 12 tables`, `1 table`."""
         shown = len(self.tables)
-        return f"{shown} of {self.total}" if shown != self.total else f"{self.total}"
+        noun = "table" if self.total == 1 else "tables"
+        if shown != self.total:
+            return f"{formatting.count(shown)} of {formatting.count(self.total)} {noun}"
+        return f"{formatting.count(self.total)} {noun}"
 
 
 # ------------------------------------------------------------------ components
@@ -266,7 +270,8 @@ def _toolbar() -> rx.Component:
             variant="soft", on_click=InventoryState.toggle_direction,
             custom_attrs={"data-testid": "inventory-sort-direction"},
         ),
-        rx.text(InventoryState.count_text, " tables", size="2", color_scheme="gray"),
+        rx.text(InventoryState.count_text, size="2", color_scheme="gray",
+                custom_attrs={"data-testid": "inventory-count"}),
         rx.spacer(),
         rx.cond(InventoryState.loading,
                 rx.hstack(rx.spinner(size="1"), rx.text(InventoryState.status, size="2"),
@@ -311,7 +316,8 @@ def selected_panel() -> rx.Component:
                     width="100%", align="center",
                 ),
                 rx.cond(InventoryState.selected_row.get("comment", "") != "",
-                        rx.text(InventoryState.selected_row.get("comment", ""), size="1", color_scheme="gray")),
+                        rx.text(InventoryState.selected_row.get("comment", ""), size="1", color_scheme="gray",
+                                white_space="pre-line", custom_attrs={"data-testid": "inventory-comment"})),
                 rx.tabs.root(
                     rx.tabs.list(
                         rx.tabs.trigger("Preview", value="preview", custom_attrs={"data-testid": "inventory-subtab-preview"}),

@@ -4,6 +4,7 @@ run history), with live status while runs are queued or running."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import UTC, datetime
 from functools import partial
@@ -11,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import reflex as rx
 
-from stackql_inventory import formatting
+from stackql_inventory import formatting, routes
 from stackql_inventory.components.layout import empty_state, error_text, page_frame
 from stackql_inventory.components.schedule_form import delete_dialog, schedule_dialog
 from stackql_inventory.components.schedule_table import schedule_table
@@ -19,7 +20,7 @@ from stackql_inventory.services import identity, library, schedules
 from stackql_inventory.services.errors import ErrorKind, UserFacingError
 from stackql_inventory.services.jobs import RunInfo
 from stackql_inventory.services.schedules import ScheduleForm, ScheduleView
-from stackql_inventory.state.app_state import AppState
+from stackql_inventory.state.app_state import AppState, current_identity
 
 # Seconds between status refreshes while a run is queued or running.
 POLL_ACTIVE_S = 1.5
@@ -79,6 +80,8 @@ class SchedulesState(rx.State):
     queries: list[dict[str, str]] = []
     # Id of the schedule a row action is working on ('' when idle).
     busy_id: str = ""
+    # Id of the schedule a link pointed at (`?schedule=<id>`): its row is highlighted ('' for none).
+    highlight_id: str = ""
 
     # Whether the new/edit dialog is open.
     dialog_open: bool = False
@@ -120,15 +123,64 @@ class SchedulesState(rx.State):
     # --- loading -------------------------------------------------------------------------------
     @rx.event(background=True)
     async def load(self):
-        """Load the schedules and the saved queries, then keep statuses live."""
+        """Load the schedules and the saved queries, then keep statuses live.
+
+        Links may name a schedule to show (`?schedule=<id>`, from the Inventory list) or a saved query to
+        schedule (`?new=<query id>`, from the IDE's "Schedule…").
+        """
         try:
             queries = await rx.run_in_thread(library.list_queries)
         except UserFacingError:
             queries = []
         async with self:
             self.queries = [{"id": str(q.id), "name": q.name} for q in queries]
+            params = self.router.url.query_parameters
+            linked_schedule, linked_query = params.get("schedule", "").strip(), params.get("new", "").strip()
+            who = current_identity(self)
         await _refresh(self)
-        return SchedulesState.poll
+        if linked_query:
+            # Asked here, not read from AppState: its own on_load may not have finished.
+            editor = await rx.run_in_thread(partial(identity.can_edit, who))
+            async with self:
+                opened = self._open_for_query(linked_query) if editor else False
+                if not editor:
+                    self.action_error = "Read-only access: ask an editor to schedule this query."
+            if opened:  # drop ?new= so that reloading the page does not open the dialog again
+                yield rx.call_script(f"window.history.replaceState(null, '', '{routes.SCHEDULES}')")
+        elif linked_schedule:
+            async with self:
+                found = any(r["id"] == linked_schedule for r in self.rows)
+                self.highlight_id = linked_schedule if found else ""
+                if not found:
+                    self.action_error = (f"Schedule #{linked_schedule[:20]} no longer exists: it was deleted. "
+                                         "Its inventory table stays until it is dropped.")
+                else:
+                    self.history_id, self.history, self.history_error = linked_schedule, [], ""
+                    self.history_loading = True
+            if found:
+                yield rx.call_script(_scroll_to_row(linked_schedule))
+                await _load_history(self, linked_schedule)
+        yield SchedulesState.poll
+
+    def _open_for_query(self, query_id: str) -> bool:
+        """Open the new-schedule dialog for saved query `query_id`, with a table name from its name."""
+        query = next((q for q in self.queries if q["id"] == query_id), None)
+        if query is None:
+            self.action_error = (f"Saved query #{query_id[:20]} no longer exists, so it cannot be scheduled. "
+                                 "Pick another one with “New schedule”.")
+            return False
+        self._reset_form()
+        self.form_query_id = query_id
+        self.form_table = schedules.suggest_table_name(query["name"])
+        self._preview()
+        self.dialog_open = True
+        return True
+
+    def _reset_form(self) -> None:
+        self.editing_id = ""
+        self.form_query_id = ""
+        self.form_cron, self.form_timezone, self.form_table = "0 * * * *", DEFAULT_TIMEZONE, ""
+        self.form_mode, self.form_keys, self.form_error = "replace", "", ""
 
     @rx.event(background=True)
     async def poll(self):
@@ -159,10 +211,7 @@ class SchedulesState(rx.State):
     @rx.event
     def open_new(self):
         """Open an empty dialog."""
-        self.editing_id = ""
-        self.form_query_id = ""
-        self.form_cron, self.form_timezone, self.form_table = "0 * * * *", DEFAULT_TIMEZONE, ""
-        self.form_mode, self.form_keys, self.form_error = "replace", "", ""
+        self._reset_form()
         self._preview()
         self.dialog_open = True
 
@@ -226,7 +275,7 @@ class SchedulesState(rx.State):
             if self.saving:
                 return
             self.saving, self.form_error = True, ""
-            who = identity.from_headers(dict(self.router.headers.raw_headers))
+            who = current_identity(self)
             editing = self.editing_id
             form = ScheduleForm(
                 query_id=int(self.form_query_id) if self.form_query_id.isdigit() else None,
@@ -309,6 +358,13 @@ class SchedulesState(rx.State):
 # --- helpers used by the background events (they take the state proxy) ----------------------------
 
 
+def _scroll_to_row(schedule_id: str) -> str:
+    """JS that scrolls the schedule's row into view once it is rendered."""
+    selector = json.dumps(f'[data-testid="schedule-row"][data-schedule-id="{schedule_id}"]')
+    return (f"setTimeout(() => {{ const r = document.querySelector({selector}); "
+            "if (r) r.scrollIntoView({block: 'center'}); }, 150)")
+
+
 def _paused(outcome) -> str:  # noqa: ANN001 - schedules.Outcome
     return f"Schedule for {outcome.schedule.target} paused."
 
@@ -379,7 +435,7 @@ async def _act(state, schedule_id: str, action) -> None:  # noqa: ANN001
         if state.busy_id:
             return
         state.busy_id, state.action_error, state.notice = schedule_id, "", ""
-        who = identity.from_headers(dict(state.router.headers.raw_headers))
+        who = current_identity(state)
     try:
         message = await rx.run_in_thread(partial(action, who))
     except UserFacingError as e:
