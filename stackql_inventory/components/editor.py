@@ -118,8 +118,10 @@ def _toolbar() -> rx.Component:
             rx.badge(rx.icon("bookmark", size=12), IdeState.loaded_query_name, variant="soft",
                      custom_attrs={"data-testid": "ide-loaded-query"}),
         ),
+        # Only on wide windows: beside Save and Schedule… and the loaded query's name it would be cut off.
         rx.text("Ctrl/⌘+Enter runs the statement at the cursor", size="1", color_scheme="gray", white_space="nowrap",
-                display=["none", "none", "none", "block"]),
+                overflow="hidden", text_overflow="ellipsis", min_width="0",
+                display=["none", "none", "none", "none", "none", "block"]),
         width="100%",
         align="center",
         spacing="2",

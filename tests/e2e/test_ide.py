@@ -4,6 +4,7 @@ browser, exports, a 100,000-row result, navigation."""
 from __future__ import annotations
 
 import csv
+import re
 import time
 import uuid
 
@@ -348,3 +349,41 @@ def test_provider_selector_lists_configured_providers(page: Page, aws_mapped) ->
     expect(page.get_by_role("option")).to_have_text(["No provider", "aws"])
     page.get_by_role("option", name="No provider").click()
     expect(select).to_have_text("No provider")
+
+
+def test_a_link_opens_a_saved_query_and_schedule_leads_to_the_prefilled_dialog(page: Page, app_db,
+                                                                              saved_names) -> None:
+    """The Inventory list links to `/ide?query=<id>`; "Schedule…" leads on to the Schedules dialog."""
+    name = f"linked query {uuid.uuid4().hex[:6]}"
+    saved_names.append(name)
+    text = "SELECT item_id, name FROM synthetic.bulk.items WHERE count = 4"
+    with app_db.begin() as c:
+        qid = c.execute(sa.text("INSERT INTO stackql_app.queries (name, query_text, provider, created_by) "
+                                "VALUES (:n, :t, '', 'someone') RETURNING id"), {"n": name, "t": text}).scalar()
+    open_ide(page)
+    expect(page.get_by_test_id("ide-schedule")).to_be_disabled()  # nothing saved is open
+    page.goto(f"/ide?query={qid}")
+    expect(page.get_by_test_id("ide-loaded-query")).to_have_text(name)
+    page.wait_for_function("(t) => (window.__stackqlIde && window.__stackqlIde.value() || '').includes(t)", arg=text)
+    schedule = page.get_by_test_id("ide-schedule")
+    expect(schedule).to_be_enabled()
+    schedule.click()
+    expect(page).to_have_url(re.compile(r"/schedules"))
+    expect(page.get_by_test_id("schedule-save")).to_be_visible()
+    expect(page.locator("button[data-testid=schedule-query-select]")).to_contain_text(name)
+    expect(page.get_by_test_id("schedule-target-table")).to_have_value(name.replace(" ", "_"))
+    page.get_by_test_id("schedule-cancel").click()
+
+    # Back in the IDE the query is still open; once edited it must be saved before it can be scheduled.
+    page.get_by_test_id("nav-ide").click()
+    expect(page.get_by_test_id("ide-loaded-query")).to_have_text(name)
+    page.wait_for_selector("[data-testid=ide-editor] .monaco-editor .view-lines")
+    page.locator("[data-testid=ide-editor] .monaco-editor").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type(" -- edited")
+    page.wait_for_function("() => window.__stackqlIde.value().includes('-- edited')")
+    page.get_by_test_id("page-heading").click()  # blur: the editor commits its text
+    expect(schedule).to_be_disabled()
+    expect(schedule).to_have_attribute("title", re.compile("Save your changes first"))
+    page.goto("/ide?query=notanumber")
+    expect(page.get_by_text("which is not a query id")).to_be_visible()
