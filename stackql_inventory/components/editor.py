@@ -115,7 +115,10 @@ def _toolbar() -> rx.Component:
         rx.spacer(),
         rx.cond(
             IdeState.loaded_query_id > 0,
-            rx.badge(rx.icon("bookmark", size=12), IdeState.loaded_query_name, variant="soft",
+            rx.badge(rx.icon("bookmark", size=12, flex_shrink="0"),
+                     rx.text(IdeState.loaded_query_name, overflow="hidden", text_overflow="ellipsis",
+                             white_space="nowrap", as_="span"),
+                     variant="soft", max_width="14rem", title=IdeState.loaded_query_name,
                      custom_attrs={"data-testid": "ide-loaded-query"}),
         ),
         # Only on wide windows: beside Save and Schedule… and the loaded query's name it would be cut off.
@@ -125,6 +128,7 @@ def _toolbar() -> rx.Component:
         width="100%",
         align="center",
         spacing="2",
+        flex_wrap="wrap",  # at 1280 px the buttons and the loaded query's name take two lines, never overflow
     )
 
 

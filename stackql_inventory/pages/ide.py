@@ -262,6 +262,11 @@ class IdeState(rx.State):
             engine.cancel(self._run_id)
 
 
+# Widths of the side panel and the assistant column per breakpoint (initial, xs, sm, md, lg ≥1280, xl ≥1536).
+SIDE_WIDTH = ["240px", "240px", "240px", "240px", "250px", "300px"]
+CHAT_WIDTH = ["300px", "300px", "300px", "300px", "320px", "360px"]
+
+
 def _int(value: Any, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
@@ -296,15 +301,16 @@ def page() -> rx.Component:
         rx.tabs.content(query_library(), value="library", padding_top="0.5rem"),
         rx.tabs.content(history_panel(), value="history", padding_top="0.5rem"),
         default_value="library",
-        width="300px",
-        min_width="300px",
+        # Narrower side columns below 1536 px, so the editor keeps room for its toolbar and grid at 1280.
+        width=SIDE_WIDTH,
+        min_width=SIDE_WIDTH,
         height="calc(100vh - 150px)",
         overflow_y="auto",
     )
     center = rx.vstack(editor_panel(), results_panel(), spacing="3", flex="1", min_width="0")
     return page_frame(
         "ide", "Query IDE",
-        rx.hstack(side, center, rx.box(chat_panel(), width="360px", min_width="300px"),
+        rx.hstack(side, center, rx.box(chat_panel(), width=CHAT_WIDTH, min_width=CHAT_WIDTH, flex_shrink="0"),
                   spacing="4", width="100%", align="start"),
         save_dialogs(),
     )

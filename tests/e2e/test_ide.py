@@ -387,3 +387,29 @@ def test_a_link_opens_a_saved_query_and_schedule_leads_to_the_prefilled_dialog(p
     expect(schedule).to_have_attribute("title", re.compile("Save your changes first"))
     page.goto("/ide?query=notanumber")
     expect(page.get_by_text("which is not a query id")).to_be_visible()
+
+
+def test_at_1280_by_800_nothing_overflows_or_hides_under_the_assistant(page: Page, app_db, saved_names) -> None:
+    name = f"a rather long saved query name {uuid.uuid4().hex[:6]} for the badge"
+    saved_names.append(name)
+    with app_db.begin() as c:
+        qid = c.execute(sa.text("INSERT INTO stackql_app.queries (name, query_text, provider, created_by) VALUES "
+                                "(:n, 'SELECT item_id, name FROM synthetic.bulk.items WHERE count = 30', '', 'x') "
+                                "RETURNING id"), {"n": name}).scalar()
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"/ide?query={qid}")
+    page.wait_for_selector("[data-testid=ide-editor] .monaco-editor .view-lines", timeout=60_000)
+    expect(page.get_by_test_id("ide-loaded-query")).to_be_visible()
+    page.get_by_test_id("ide-run").click()
+    expect(page.get_by_test_id("ide-row-count")).to_have_text("30 rows")
+    page.wait_for_function(FIRST_CELL)
+    width = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert width[0] <= width[1], f"the page scrolls sideways: {width}"
+    chat_left = page.get_by_test_id("chat-panel").bounding_box()["x"]
+    for testid in ("ide-run", "ide-save", "ide-schedule", "ide-loaded-query", "ide-results", "ide-export-csv",
+                   "ide-editor"):
+        box = page.get_by_test_id(testid).bounding_box()
+        assert box["x"] + box["width"] <= chat_left, f"{testid} runs under the assistant panel"
+    page.get_by_test_id("ide-save").click()
+    dialog = page.get_by_role("dialog").bounding_box()
+    assert dialog["y"] >= 0 and dialog["y"] + dialog["height"] <= 800 and dialog["x"] + dialog["width"] <= 1280
