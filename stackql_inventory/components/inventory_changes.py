@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from stackql_inventory import formatting
+from stackql_inventory.components.layout import error_text
 from stackql_inventory.services import inventory_diff
 from stackql_inventory.services.errors import UserFacingError
 
@@ -201,9 +202,7 @@ def _pickers() -> rx.Component:
 
 def changes_panel() -> rx.Component:
     return rx.vstack(
-        rx.cond(ChangesState.error != "", rx.callout(ChangesState.error, icon="circle-alert", color_scheme="red",
-                                                    size="1", width="100%",
-                                                    custom_attrs={"data-testid": "inventory-diff-error"})),
+        error_text(ChangesState.error, "inventory-diff-error", size="1"),
         rx.cond(
             ChangesState.comparable,
             rx.vstack(

@@ -131,8 +131,24 @@ def empty_state(icon: str, title: str, hint: str, testid: str) -> rx.Component:
     )
 
 
-def error_text(message: rx.Var, testid: str = "page-error") -> rx.Component:
+def error_text(message: rx.Var, testid: str = "page-error", *, size: str = "2") -> rx.Component:
+    """The one way to show an error beside its cause: a red callout, shown while `message` is not ''."""
     return rx.cond(
         message != "",
-        rx.callout(message, icon="circle-alert", color_scheme="red", width="100%", custom_attrs={"data-testid": testid}),
+        rx.callout(message, icon="circle-alert", color_scheme="red", size=size, width="100%",
+                   custom_attrs={"data-testid": testid}),
+    )
+
+
+def form_error(message: rx.Var) -> rx.Component:
+    """Why a dialog's form was refused (`form-error`, as every dialog names it); nothing was saved then."""
+    return error_text(message, "form-error", size="1")
+
+
+def notice_text(message: rx.Var, testid: str) -> rx.Component:
+    """What the last action did: a green callout, shown while `message` is not ''."""
+    return rx.cond(
+        message != "",
+        rx.callout(message, icon="circle-check", color_scheme="green", size="1", width="100%",
+                   custom_attrs={"data-testid": testid}),
     )

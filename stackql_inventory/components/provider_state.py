@@ -12,9 +12,9 @@ from typing import Any
 import reflex as rx
 
 from stackql_inventory.services import provider_presets, providers
-from stackql_inventory.services.errors import ErrorKind, UserFacingError
+from stackql_inventory.services.errors import UserFacingError
 from stackql_inventory.services.identity import Identity
-from stackql_inventory.state.app_state import current_identity
+from stackql_inventory.state.app_state import current_identity, list_error
 
 _NEW_LINE_IDS = itertools.count(1)
 
@@ -158,8 +158,9 @@ class ProvidersState(rx.State):
         try:
             await self._reload()
         except UserFacingError as e:
+            problem = await list_error(self, e)
             async with self:
-                self.load_error = "" if e.kind is ErrorKind.DATABASE else e.message
+                self.load_error = problem
 
     # ------------------------------------------------------------------------------------------ form
     @rx.event
@@ -249,8 +250,9 @@ class ProvidersState(rx.State):
         try:
             await self._reload()
         except UserFacingError as e:
+            problem = await list_error(self, e)
             async with self:
-                self.load_error = "" if e.kind is ErrorKind.DATABASE else e.message
+                self.load_error = problem
 
     # ------------------------------------------------------------------------------------------ values
     @rx.event

@@ -5,11 +5,11 @@ from __future__ import annotations
 import reflex as rx
 
 from stackql_inventory import formatting
-from stackql_inventory.components.layout import empty_state, error_text
+from stackql_inventory.components.layout import empty_state, error_text, form_error
 from stackql_inventory.pages.ide import IdeState
 from stackql_inventory.services import identity, library
-from stackql_inventory.services.errors import ErrorKind, UserFacingError
-from stackql_inventory.state.app_state import AppState, current_identity
+from stackql_inventory.services.errors import UserFacingError
+from stackql_inventory.state.app_state import AppState, current_identity, list_error
 
 
 class LibraryState(rx.State):
@@ -48,8 +48,9 @@ class LibraryState(rx.State):
         try:
             found = await rx.run_in_thread(lambda: library.list_queries(search))
         except UserFacingError as e:
+            problem = await list_error(self, e)
             async with self:
-                self.library_error = "" if e.kind is ErrorKind.DATABASE else e.message
+                self.library_error = problem
             return
         async with self:
             me = self._actor().user
@@ -286,9 +287,7 @@ def _save_dialog() -> rx.Component:
                                  custom_attrs={"data-testid": "save-description"}),
                     rx.text("Provider: ", rx.cond(IdeState.provider != "", IdeState.provider, "none"),
                             size="1", color_scheme="gray"),
-                    rx.cond(LibraryState.save_error != "",
-                            rx.callout(LibraryState.save_error, icon="circle-alert", color_scheme="red", size="1",
-                                       width="100%", custom_attrs={"data-testid": "form-error"})),
+                    form_error(LibraryState.save_error),
                     rx.hstack(
                         rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray", type="button")),
                         rx.button(rx.cond(LibraryState.save_mode == "update", "Update", "Save"), type="submit",
@@ -314,9 +313,7 @@ def _delete_dialog() -> rx.Component:
         rx.alert_dialog.content(
             rx.alert_dialog.title("Delete saved query"),
             rx.alert_dialog.description("Delete '", LibraryState.delete_name, "'? This cannot be undone."),
-            rx.cond(LibraryState.delete_error != "",
-                    rx.callout(LibraryState.delete_error, icon="circle-alert", color_scheme="red", size="1",
-                               margin_top="0.5rem", custom_attrs={"data-testid": "form-error"})),
+            rx.box(form_error(LibraryState.delete_error), margin_top="0.5rem"),
             rx.hstack(
                 rx.alert_dialog.cancel(rx.button("Keep it", variant="soft", color_scheme="gray")),
                 rx.button("Delete", color_scheme="red", on_click=LibraryState.confirm_delete,

@@ -14,8 +14,8 @@ import reflex as rx
 from stackql_inventory import formatting, routes
 from stackql_inventory.components.layout import page_frame
 from stackql_inventory.services import engine, ide_queries
-from stackql_inventory.services.errors import ErrorKind, UserFacingError
-from stackql_inventory.state.app_state import current_identity
+from stackql_inventory.services.errors import UserFacingError
+from stackql_inventory.state.app_state import current_identity, list_error
 
 
 class IdeState(rx.State):
@@ -117,7 +117,7 @@ class IdeState(rx.State):
             providers = await rx.run_in_thread(ide_queries.configured_providers)
             problem = ""
         except UserFacingError as e:
-            providers, problem = [], ("" if e.kind is ErrorKind.DATABASE else e.message)
+            providers, problem = [], await list_error(self, e)
         async with self:
             self.providers, self.providers_error = providers, problem
             if not self.provider and len(providers) == 1:
@@ -126,8 +126,16 @@ class IdeState(rx.State):
     # ---------------------------------------------------------------- editor
     @rx.event
     def set_sql(self, text: str):
-        """The editor's text (debounced typing)."""
+        """The editor's text (debounced typing). Emptying the editor starts a new query: the next Save must
+        not overwrite the saved query that was open before."""
         self.sql = text
+        if not text.strip() and self.loaded_query_id:
+            self.mark_saved(0, "", "", "")
+
+    @rx.event
+    def detach_query(self):
+        """Keep the text but stop editing the saved query: the next Save creates a new one."""
+        self.mark_saved(0, "", "", "")
 
     @rx.event
     def set_provider(self, choice: str):

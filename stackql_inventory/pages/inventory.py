@@ -15,9 +15,10 @@ from stackql_inventory.components.inventory_preview import PreviewState, preview
 from stackql_inventory.components.inventory_runs import RunsState, runs_panel
 from stackql_inventory.components.layout import empty_state, error_text, page_frame
 from stackql_inventory.services import inventory
-from stackql_inventory.services.errors import ErrorKind, UserFacingError
+from stackql_inventory.services.errors import UserFacingError
 from stackql_inventory.services.inventory import InventoryTable
 from stackql_inventory.services.inventory_freshness import Freshness
+from stackql_inventory.state.app_state import list_error
 
 FRESHNESS_COLORS = {
     Freshness.FRESH: "green", Freshness.STALE: "amber", Freshness.EXPIRED: "red", Freshness.FAILING: "red",
@@ -97,9 +98,10 @@ class InventoryState(rx.State):
         try:
             cat = await rx.run_in_thread(inventory.catalogue)
         except UserFacingError as e:
+            problem = await list_error(self, e)
             async with self:
                 self.loading, self.status = False, ""
-                self.load_error = "" if e.kind is ErrorKind.DATABASE else e.message
+                self.load_error = problem
             return
         async with self:
             self._all = cat.tables

@@ -13,14 +13,14 @@ from zoneinfo import ZoneInfo
 import reflex as rx
 
 from stackql_inventory import formatting, routes
-from stackql_inventory.components.layout import empty_state, error_text, page_frame
+from stackql_inventory.components.layout import empty_state, error_text, notice_text, page_frame
 from stackql_inventory.components.schedule_form import delete_dialog, schedule_dialog
 from stackql_inventory.components.schedule_table import schedule_table
 from stackql_inventory.services import identity, library, schedules
-from stackql_inventory.services.errors import ErrorKind, UserFacingError
+from stackql_inventory.services.errors import UserFacingError
 from stackql_inventory.services.jobs import RunInfo
 from stackql_inventory.services.schedules import ScheduleForm, ScheduleView
-from stackql_inventory.state.app_state import AppState, current_identity
+from stackql_inventory.state.app_state import AppState, current_identity, list_error
 
 # Seconds between status refreshes while a run is queued or running.
 POLL_ACTIVE_S = 1.5
@@ -400,8 +400,9 @@ async def _refresh(state) -> None:  # noqa: ANN001 - the SchedulesState proxy of
     try:
         items = await rx.run_in_thread(schedules.list_schedules)
     except UserFacingError as e:
+        problem = await list_error(state, e)
         async with state:
-            state.load_error = "" if e.kind is ErrorKind.DATABASE else e.message
+            state.load_error = problem
         return
     async with state:
         state.load_error = ""
@@ -455,11 +456,7 @@ def page() -> rx.Component:
         "Schedules",
         error_text(S.load_error),
         error_text(S.action_error, "schedules-error"),
-        rx.cond(
-            S.notice != "",
-            rx.callout(S.notice, icon="circle-check", color_scheme="green", width="100%",
-                       custom_attrs={"data-testid": "schedules-notice"}),
-        ),
+        notice_text(S.notice, "schedules-notice"),
         rx.cond(
             S.rows.length() > 0,
             schedule_table(S),

@@ -413,3 +413,41 @@ def test_at_1280_by_800_nothing_overflows_or_hides_under_the_assistant(page: Pag
     page.get_by_test_id("ide-save").click()
     dialog = page.get_by_role("dialog").bounding_box()
     assert dialog["y"] >= 0 and dialog["y"] + dialog["height"] <= 800 and dialog["x"] + dialog["width"] <= 1280
+
+
+def test_a_new_query_after_a_saved_one_is_saved_as_new_not_over_it(page: Page, app_db, saved_names) -> None:
+    """Emptying the editor, or × on the saved query's badge, starts a new query: Save must not default to
+    updating the query that was open (it silently replaced that query's text and name)."""
+    first = f"first {uuid.uuid4().hex[:6]}"
+    saved_names.append(first)
+    open_ide(page)
+    type_sql(page, "SELECT item_id FROM synthetic.bulk.items WHERE count = 2")
+    page.get_by_test_id("ide-save").click()
+    page.get_by_test_id("save-name").fill(first)
+    page.get_by_test_id("save-confirm").click()
+    expect(page.get_by_test_id("ide-loaded-query")).to_have_text(first)
+
+    # Clear the editor (and pause, as a person does): the badge goes, Save offers a new query.
+    page.locator("[data-testid=ide-editor] .monaco-editor").click()
+    page.keyboard.press("Control+a")
+    page.keyboard.press("Delete")
+    expect(page.get_by_test_id("ide-loaded-query")).to_have_count(0)
+    type_sql(page, "SELECT item_id FROM synthetic.bulk.items WHERE count = 3")
+    page.get_by_test_id("ide-save").click()
+    expect(page.get_by_test_id("save-confirm")).to_have_text("Save")
+    expect(page.get_by_test_id("save-mode")).to_have_count(0)
+    expect(page.get_by_test_id("save-name")).to_have_value("")
+    page.keyboard.press("Escape")
+
+    # × on the badge keeps the text but detaches it from the saved query.
+    page.get_by_test_id("ide-tab-library").click()
+    page.get_by_test_id("query-library-item").filter(has_text=first).get_by_test_id("query-library-open").click()
+    expect(page.get_by_test_id("ide-loaded-query")).to_have_text(first)
+    page.get_by_test_id("ide-detach-query").click()
+    expect(page.get_by_test_id("ide-loaded-query")).to_have_count(0)
+    assert "count = 2" in editor_value(page)
+    page.get_by_test_id("ide-save").click()
+    expect(page.get_by_test_id("save-confirm")).to_have_text("Save")
+    with app_db.connect() as c:
+        assert c.execute(sa.text("SELECT query_text FROM stackql_app.queries WHERE name = :n"),
+                         {"n": first}).scalar_one() == "SELECT item_id FROM synthetic.bulk.items WHERE count = 2"
