@@ -32,7 +32,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 VIEWPORT = {"width": 1440, "height": 900}
 API_KEY = "sk-ant-screenshots"
 
-FIRST_QUERY = "SELECT instanceId, instanceType, instanceState FROM aws.ec2.instances WHERE region = 'us-east-1'"
+FIRST_QUERY = "SELECT instanceId, instanceType, instanceState\nFROM aws.ec2.instances\nWHERE region = 'us-east-1'"
 ASSISTANT_SQL = ("SELECT instanceId, instanceType,\n"
                  "       json_extract(instanceState, '$.Name') AS state,\n"
                  "       launchTime\n"
@@ -180,10 +180,12 @@ def main() -> None:
                 run_now(page, "aws_ec2_instances", "success")
                 run_now(page, "aws_iam_users", "success")
                 run_now(page, "aws_s3_buckets", "failed")
-                run_now(page, "aws_ec2_instances", "success")
                 page.get_by_test_id("schedule-row").filter(has_text="stackql_inventory.aws_ec2_instances") \
                     .get_by_test_id("schedule-history").click()
-                expect(page.get_by_test_id("schedule-run")).to_have_count(2)
+                run_now(page, "aws_ec2_instances", "success")  # a second run: two runs to compare
+                expect(page.get_by_test_id("schedule-run-status")).to_have_text(["success", "success"],
+                                                                                timeout=90_000)
+                page.wait_for_timeout(500)
                 page.screenshot(path=str(args.out / "schedules.png"))
 
                 page.get_by_test_id("nav-inventory").click()

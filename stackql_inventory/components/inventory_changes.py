@@ -135,7 +135,7 @@ class ChangesState(rx.State):
             else:
                 self.matched_on = (f"Rows each run wrote, matched on {keys}." if keys
                                    else "Rows each run wrote, compared whole.")
-            self.elapsed = f"{diff.elapsed_ms:.0f} ms"
+            self.elapsed = formatting.duration(diff.elapsed_ms / 1000)
             self.loading, self.status, self.compared = False, "", True
 
     @rx.var

@@ -125,7 +125,7 @@ class PreviewState(rx.State):
             if self._version is None:
                 self._version = page.version
             self.plan_text = page.plan.describe()
-            self.elapsed = f"{page.elapsed_ms:.0f} ms"
+            self.elapsed = formatting.duration(page.elapsed_ms / 1000)
             self.warning = page.warning
             self.loading = False
 

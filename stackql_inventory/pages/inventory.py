@@ -113,7 +113,7 @@ class InventoryState(rx.State):
                 "Failed last runs": formatting.count(m.failing),
             }
             self.note, self.load_error = cat.note, ""
-            self.load_ms = f"{(datetime.now(UTC) - started).total_seconds() * 1000:.0f} ms"
+            self.load_ms = formatting.duration((datetime.now(UTC) - started).total_seconds())
             self._apply()
             self.provider_points = [{"provider": p, "resources": n}
                                     for p, n in inventory.resources_per_provider(cat.tables)]

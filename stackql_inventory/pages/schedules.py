@@ -137,8 +137,8 @@ class SchedulesState(rx.State):
             params = self.router.url.query_parameters
             linked_schedule, linked_query = params.get("schedule", "").strip(), params.get("new", "").strip()
             who = current_identity(self)
-        await _refresh(self)
-        if linked_query:
+        loaded = await _refresh(self)
+        if loaded and linked_query:
             # Asked here, not read from AppState: its own on_load may not have finished.
             editor = await rx.run_in_thread(partial(identity.can_edit, who))
             async with self:
@@ -147,7 +147,7 @@ class SchedulesState(rx.State):
                     self.action_error = "Read-only access: ask an editor to schedule this query."
             if opened:  # drop ?new= so that reloading the page does not open the dialog again
                 yield rx.call_script(f"window.history.replaceState(null, '', '{routes.SCHEDULES}')")
-        elif linked_schedule:
+        elif loaded and linked_schedule:
             async with self:
                 found = any(r["id"] == linked_schedule for r in self.rows)
                 self.highlight_id = linked_schedule if found else ""
@@ -396,14 +396,15 @@ async def _sleep_unless_woken(state, seconds: float) -> None:  # noqa: ANN001 - 
             return
 
 
-async def _refresh(state) -> None:  # noqa: ANN001 - the SchedulesState proxy of a background event
+async def _refresh(state) -> bool:  # noqa: ANN001 - the SchedulesState proxy of a background event
+    """Reload the list (and the open run history while a run goes); False when the list could not be loaded."""
     try:
         items = await rx.run_in_thread(schedules.list_schedules)
     except UserFacingError as e:
         problem = await list_error(state, e)
         async with state:
             state.load_error = problem
-        return
+        return False
     async with state:
         state.load_error = ""
         state.rows = [_row(v) for v in items]
@@ -412,6 +413,7 @@ async def _refresh(state) -> None:  # noqa: ANN001 - the SchedulesState proxy of
         stale = any(h["status"] in ("queued", "running") for h in state.history)
     if history_id and (in_flight or stale):
         await _load_history(state, history_id)
+    return True
 
 
 async def _load_history(state, schedule_id: str) -> None:  # noqa: ANN001
