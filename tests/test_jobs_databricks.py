@@ -59,7 +59,7 @@ def fake(db: sa.Engine) -> Iterator[FakeDatabricks]:
 def _fresh() -> DatabricksJobs:
     """The backend without its status cache: for reading a change made in the workspace behind the app's back
     (the page would show it within jobs_databricks.STATUS_TTL_S)."""
-    return DatabricksJobs(get_settings(), status_ttl_s=0)
+    return DatabricksJobs(get_settings(), status_ttl_s=0, idle_status_ttl_s=0)
 
 
 def _create(db: sa.Engine, expr: str = "0 9 * * 1-5", table: str = "gh_repos", tz: str = "Europe/Berlin"):
@@ -337,7 +337,7 @@ def _status_calls(fake: FakeDatabricks) -> int:
 
 def test_listing_many_job_backed_schedules_reuses_job_statuses_for_a_few_seconds(db, fake) -> None:
     created = [_create(db, "*/5 * * * *", f"tbl_{i:03d}", "UTC") for i in range(100)]
-    backend = DatabricksJobs(get_settings(), status_ttl_s=2.0)
+    backend = DatabricksJobs(get_settings(), status_ttl_s=2.0, idle_status_ttl_s=2.0)
     base = _status_calls(fake)
     assert len(schedules.list_schedules(backend=backend)) == 100
     first = _status_calls(fake) - base
@@ -363,7 +363,7 @@ def test_listing_many_job_backed_schedules_reuses_job_statuses_for_a_few_seconds
 
 def test_a_run_finishing_shows_once_the_cached_status_expires(db, fake) -> None:
     sch = _create(db)
-    backend = DatabricksJobs(get_settings(), status_ttl_s=0.5)
+    backend = DatabricksJobs(get_settings(), status_ttl_s=0.5, idle_status_ttl_s=0.5)
     run_id = int(schedules.run_now(ANA, sch.id).split()[1])
     assert schedules.list_schedules(backend=backend)[0].status == "queued"
     fake.start_run(run_id)
@@ -382,10 +382,31 @@ def test_a_run_finishing_shows_once_the_cached_status_expires(db, fake) -> None:
 
 def test_pause_and_edit_forget_the_cached_status(db, fake) -> None:
     sch = _create(db)
-    backend = DatabricksJobs(get_settings(), status_ttl_s=60)
+    backend = DatabricksJobs(get_settings(), status_ttl_s=60, idle_status_ttl_s=60)
     schedules.list_schedules(backend=backend)
     fake.client().jobs.delete(job_id=int(sch.job_id))  # behind the app's back: cached as fine for now
     assert schedules.list_schedules(backend=backend)[0].problem == ""
     with pytest.raises(UserFacingError):
         schedules.set_active(ANA, sch.id, False)  # the pause finds the job gone and forgets the entry
     assert "no longer exists" in schedules.list_schedules(backend=backend)[0].problem
+
+
+def test_a_job_with_a_run_going_is_asked_again_sooner_than_an_idle_one(db, fake) -> None:
+    """Idle jobs (last run finished) change only when a run starts: they are reused for longer."""
+    busy, idle = _create(db, table="busy_tbl"), _create(db, table="idle_tbl")
+    backend = DatabricksJobs(get_settings(), status_ttl_s=0.4, idle_status_ttl_s=60)
+    run_id = int(schedules.run_now(ANA, busy.id).split()[1])
+    fake.start_run(run_id)
+    schedules.list_schedules(backend=backend)
+    time.sleep(0.5)
+    calls = _status_calls(fake)
+    views = {v.id: v for v in schedules.list_schedules(backend=backend)}
+    assert views[busy.id].status == "running" and views[idle.id].status == "never run"
+    assert _status_calls(fake) - calls == 2, "only the job with a run going was asked again"
+    fake.finish_run(run_id, "SUCCESS")
+    time.sleep(0.5)
+    assert {v.id: v.status for v in schedules.list_schedules(backend=backend)}[busy.id] == "success"
+    calls = _status_calls(fake)
+    time.sleep(0.5)
+    schedules.list_schedules(backend=backend)
+    assert _status_calls(fake) == calls, "finished: now idle, reused"

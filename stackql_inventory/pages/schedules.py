@@ -137,6 +137,7 @@ class SchedulesState(rx.State):
             params = self.router.url.query_parameters
             linked_schedule, linked_query = params.get("schedule", "").strip(), params.get("new", "").strip()
             who = current_identity(self)
+            self.highlight_id = ""  # only the link being followed is highlighted
         loaded = await _refresh(self)
         if loaded and linked_query:
             # Asked here, not read from AppState: its own on_load may not have finished.

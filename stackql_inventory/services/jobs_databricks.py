@@ -50,9 +50,13 @@ _TRIGGERS = {"PERIODIC": "schedule", "ONE_TIME": "manual", "RETRY": "retry"}
 _VERSION_START = re.compile(r"^\s*(?:[<>=!~]=?|===)")
 # Seconds a job's status (its `jobs/get` + `runs/list` answers) is reused. The Schedules page lists every
 # schedule and re-lists every 1.5 s while a run is going, in every open tab: without this, 100 job-backed
-# schedules mean ~130 Jobs API calls a second and the workspace's rate limit. Actions on a schedule
+# schedules mean ~240 Jobs API calls a second and the workspace's rate limit (benchmarks/job_status_calls.py).
+# A job whose newest run is queued or running is asked again after STATUS_TTL_S; an idle one (its run
+# finished, or none yet) only changes when a run starts, so after IDLE_STATUS_TTL_S. Actions on a schedule
 # (run now, pause, edit, delete) forget its job's entry, so what the user just did shows at once.
 STATUS_TTL_S = 5.0
+IDLE_STATUS_TTL_S = 60.0
+_ACTIVE = {"queued", "running"}
 
 
 class _JobCache:
@@ -64,17 +68,17 @@ class _JobCache:
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, str, str], tuple[float, Any]] = {}
 
-    def get(self, key: tuple[str, str, str], ttl_s: float, load: Callable[[], Any]) -> Any:
-        """The cached answer for `key` if younger than `ttl_s`, else `load()` (cached in turn)."""
+    def get(self, key: tuple[str, str, str], ttl_s: Callable[[Any], float], load: Callable[[], Any]) -> Any:
+        """The cached answer for `key` if younger than `ttl_s(answer)`, else `load()` (cached in turn)."""
         now = time.monotonic()
         with self._lock:
             hit = self._entries.get(key)
-        if hit is not None and now - hit[0] < ttl_s:
+        if hit is not None and now - hit[0] < ttl_s(hit[1]):
             return hit[1]
         value = load()
         with self._lock:
             if len(self._entries) >= self._MAX_ENTRIES:
-                self._entries = {k: v for k, v in self._entries.items() if now - v[0] < ttl_s}
+                self._entries = {k: v for k, v in self._entries.items() if now - v[0] < ttl_s(v[1])}
             self._entries[key] = (time.monotonic(), value)
         return value
 
@@ -112,11 +116,12 @@ class DatabricksJobs:
     name = "databricks"
 
     def __init__(self, settings: Settings, client: WorkspaceClient | None = None, *,
-                 status_ttl_s: float = STATUS_TTL_S):
+                 status_ttl_s: float = STATUS_TTL_S, idle_status_ttl_s: float = IDLE_STATUS_TTL_S):
         self.settings = settings
         self._client = client
-        # How long job statuses and run lists are reused (0: always ask the workspace).
-        self.status_ttl_s = status_ttl_s
+        # How long job statuses and run lists are reused while a run is queued or running, and otherwise
+        # (0: always ask the workspace).
+        self.status_ttl_s, self.idle_status_ttl_s = status_ttl_s, idle_status_ttl_s
 
     def _w(self) -> WorkspaceClient:
         return self._client or workspace_client(self.settings)
@@ -264,12 +269,18 @@ class DatabricksJobs:
             return dict(zip((s.id for s in backed), pool.map(self._status, backed)))
 
     def _status(self, schedule: Schedule) -> JobStatus:
-        problem, latest = _cache.get((self._host(), str(schedule.job_id), "status"), self.status_ttl_s,
+        problem, latest = _cache.get((self._host(), str(schedule.job_id), "status"), self._status_ttl,
                                      lambda: self._job_and_latest_run(schedule.job_id))
         if problem or latest is None:
             return JobStatus(problem=problem, latest=None)
         ledger = self._ledger(schedule, [latest])
         return JobStatus(problem="", latest=_run_info(latest, ledger.get(str(latest.run_id))))
+
+    def _status_ttl(self, answer: tuple[str, jobs.BaseRun | None]) -> float:
+        problem, latest = answer
+        if problem or (latest is not None and run_status(latest) in _ACTIVE):
+            return self.status_ttl_s  # a run going (or an error, e.g. 429): ask again soon
+        return self.idle_status_ttl_s
 
     def _job_and_latest_run(self, job_id: str | None) -> tuple[str, jobs.BaseRun | None]:
         """Whether the job is there (a problem message, '' when fine) and its newest run: 2 API calls."""
@@ -288,7 +299,9 @@ class DatabricksJobs:
             return _ledger_runs(schedule, limit)
         try:
             found = _cache.get(
-                (self._host(), str(schedule.job_id), f"runs:{limit}"), self.status_ttl_s,
+                (self._host(), str(schedule.job_id), f"runs:{limit}"),
+                lambda runs: (self.status_ttl_s if any(run_status(r) in _ACTIVE for r in runs)
+                              else self.idle_status_ttl_s),
                 lambda: list(itertools.islice(
                     self._w().jobs.list_runs(job_id=int(schedule.job_id), limit=min(limit, _RUNS_PAGE)), limit)))
         except Exception as e:
