@@ -20,8 +20,9 @@ class Backend(str, Enum):
 
 
 # Variables a child process (stackql, the runner) may inherit from the app's own environment.
-# Everything else, provider credentials above all, is handed to a child explicitly.
-_CHILD_ENV_PASSTHROUGH = (
+# Everything else, provider credentials above all, is handed to a child explicitly. Public: a provider
+# credential mapping must not name one of these (services/providers.py refuses them).
+CHILD_ENV_PASSTHROUGH: tuple[str, ...] = (
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
     "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
     "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
@@ -159,7 +160,7 @@ def get_settings() -> Settings:
 
 def child_base_env() -> dict[str, str]:
     """The minimal environment a stackql child process starts from (no app secrets)."""
-    return {k: v for k, v in os.environ.items() if k in _CHILD_ENV_PASSTHROUGH}
+    return {k: v for k, v in os.environ.items() if k in CHILD_ENV_PASSTHROUGH}
 
 
 def process_env() -> dict[str, str]:

@@ -5,6 +5,7 @@ history from runs, jobs deleted outside the app, 403 and 404 answers."""
 from __future__ import annotations
 
 import json
+import time
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -53,6 +54,12 @@ def fake(db: sa.Engine) -> Iterator[FakeDatabricks]:
             databricks_client.set_workspace_client(None)
             mp.undo()
             get_settings.cache_clear()
+
+
+def _fresh() -> DatabricksJobs:
+    """The backend without its status cache: for reading a change made in the workspace behind the app's back
+    (the page would show it within jobs_databricks.STATUS_TTL_S)."""
+    return DatabricksJobs(get_settings(), status_ttl_s=0, idle_status_ttl_s=0)
 
 
 def _create(db: sa.Engine, expr: str = "0 9 * * 1-5", table: str = "gh_repos", tz: str = "Europe/Berlin"):
@@ -197,11 +204,11 @@ def test_run_now_and_live_status_from_the_runs_api(db, fake) -> None:
     assert fake.requests_to("/api/2.2/jobs/runs/get")[-1].query["run_id"] == str(run_id)
     assert _body(fake, "/api/2.2/jobs/run-now") == {
         "job_id": int(sch.job_id), "job_parameters": {"schedule_id": str(sch.id), "trigger": "manual"}}
-    assert schedules.list_schedules()[0].status == "queued"
+    assert schedules.list_schedules(backend=_fresh())[0].status == "queued"
     fake.start_run(run_id)
-    assert schedules.list_schedules()[0].status == "running"
+    assert schedules.list_schedules(backend=_fresh())[0].status == "running"
     fake.finish_run(run_id, "SUCCESS")
-    (view,) = schedules.list_schedules()
+    (view,) = schedules.list_schedules(backend=_fresh())
     assert view.status == "success" and view.problem == ""
     # The runner's ledger row (written from inside the job) adds rows and the trigger.
     with db.begin() as c:
@@ -213,13 +220,13 @@ def test_run_now_and_live_status_from_the_runs_api(db, fake) -> None:
     fake.start_run(scheduled)
     fake.finish_run(scheduled, "FAILED", "Task run failed: stackql exited with 1")
     assert fake.run(scheduled)["state"]["life_cycle_state"] == "INTERNAL_ERROR"  # the deprecated field
-    history = schedules.run_history(sch.id)
+    history = schedules.run_history(sch.id, backend=_fresh())
     assert [(r.run_id, r.trigger, r.status) for r in history] == [
         (str(scheduled), "schedule", "failed"), (str(run_id), "manual", "success")]
     assert history[0].error_message == "Task run failed: stackql exited with 1"
     assert history[0].error_class == "RUN_EXECUTION_ERROR" and history[0].url.endswith(f"/run/{scheduled}")
     assert (history[1].rows_written, history[1].duration_s) == (25, 1.5)
-    assert schedules.list_schedules()[0].status == "failed"
+    assert schedules.list_schedules(backend=_fresh())[0].status == "failed"
     _assert_no_secrets(fake)
 
 
@@ -246,26 +253,26 @@ def test_run_status_reads_status_state_not_the_deprecated_state(status: dict, ex
 def test_a_job_deleted_outside_the_app_is_reported_not_crashed_on(db, fake) -> None:
     sch = _create(db)
     fake.client().jobs.delete(job_id=int(sch.job_id))
-    (view,) = schedules.list_schedules()
+    (view,) = schedules.list_schedules(backend=_fresh())
     assert f"job {sch.job_id} no longer exists" in view.problem and "deleted outside the app" in view.problem
     for action in (lambda: schedules.set_active(ANA, sch.id, False), lambda: schedules.run_now(ANA, sch.id)):
         with pytest.raises(UserFacingError) as e:
             action()
         assert e.value.kind is ErrorKind.NOT_FOUND and "no longer exists" in e.value.message
     assert schedule_row(db, sch.id)["is_active"] is True, "the failed pause saved nothing"
-    assert schedules.run_history(sch.id) == []  # nothing ran; no crash
+    assert schedules.run_history(sch.id, backend=_fresh()) == []  # nothing ran; no crash
     fake.fail_next("/api/2.2/jobs/runs/list", 400, "INVALID_PARAMETER_VALUE", f"Job {sch.job_id} does not exist.")
-    assert schedules.run_history(sch.id) == []
+    assert schedules.run_history(sch.id, backend=_fresh()) == []
     # Saving the schedule again creates a new job in place of the lost one.
     form = schedules.ScheduleForm(sch.query_id, "0 9 * * 1-5", "Europe/Berlin", "gh_repos", "replace")
     outcome = schedules.update_schedule(ANA, sch.id, form)
     assert outcome.schedule.job_id != sch.job_id and "deleted outside the app" in outcome.notice
-    assert schedules.list_schedules()[0].problem == ""
+    assert schedules.list_schedules(backend=_fresh())[0].problem == ""
     # And deleting a schedule whose job is gone still works.
     fake.client().jobs.delete(job_id=int(outcome.schedule.job_id))
     message = schedules.delete_schedule(ANA, sch.id)
     assert "already gone" in message
-    assert schedules.list_schedules() == []
+    assert schedules.list_schedules(backend=_fresh()) == []
 
 
 def test_permission_denied_on_create_saves_nothing(db, fake) -> None:
@@ -281,10 +288,10 @@ def test_permission_denied_on_create_saves_nothing(db, fake) -> None:
 def test_permission_denied_and_not_found_in_status(db, fake) -> None:
     sch = _create(db)
     fake.fail_next("/api/2.2/jobs/get", 403, "PERMISSION_DENIED", "no access")
-    assert "not allowed to access job" in schedules.list_schedules()[0].problem
+    assert "not allowed to access job" in schedules.list_schedules(backend=_fresh())[0].problem
     fake.fail_next("/api/2.2/jobs/get", 404, "RESOURCE_DOES_NOT_EXIST", "gone")
-    assert "no longer exists" in schedules.list_schedules()[0].problem
-    assert schedules.list_schedules()[0].problem == ""
+    assert "no longer exists" in schedules.list_schedules(backend=_fresh())[0].problem
+    assert schedules.list_schedules(backend=_fresh())[0].problem == ""
 
 
 def test_permission_denied_on_edit_and_delete_keeps_everything(db, fake) -> None:
@@ -319,3 +326,87 @@ def test_databricks_backend_has_job_urls_even_for_bare_hosts(fake, monkeypatch) 
     get_settings.cache_clear()
     assert DatabricksJobs(get_settings()).job_url("77") == "https://adb-123.4.azuredatabricks.net/jobs/77"
     assert json.dumps(DatabricksJobs(get_settings()).job_url(None)) == '""'
+
+
+# --- status cache: the Schedules page's poller must not hit the Jobs API rate limit -------------------
+
+
+def _status_calls(fake: FakeDatabricks) -> int:
+    return len(fake.requests_to("/api/2.2/jobs/get")) + len(fake.requests_to("/api/2.2/jobs/runs/list"))
+
+
+def test_listing_many_job_backed_schedules_reuses_job_statuses_for_a_few_seconds(db, fake) -> None:
+    created = [_create(db, "*/5 * * * *", f"tbl_{i:03d}", "UTC") for i in range(100)]
+    backend = DatabricksJobs(get_settings(), status_ttl_s=2.0, idle_status_ttl_s=2.0)
+    base = _status_calls(fake)
+    assert len(schedules.list_schedules(backend=backend)) == 100
+    first = _status_calls(fake) - base
+    assert first == 200, "one jobs/get and one runs/list per job-backed schedule"
+    # The page's poller re-lists every 1.5 s while a run goes; other tabs list too. Within the TTL: no calls.
+    for _ in range(5):
+        schedules.list_schedules(backend=backend)
+    schedules.list_schedules()  # a new backend object (another request) shares the cache
+    assert _status_calls(fake) - base == 200
+    # Run now forgets that job's entry: its "queued" shows at once, at the cost of that one job's 2 calls.
+    target = created[7]
+    schedules.run_now(ANA, target.id)
+    before = _status_calls(fake)
+    views = {v.id: v for v in schedules.list_schedules(backend=backend)}
+    assert views[target.id].status == "queued"
+    assert _status_calls(fake) - before == 2
+    # Past the TTL every job is asked again.
+    time.sleep(2.1)
+    before = _status_calls(fake)
+    schedules.list_schedules(backend=backend)
+    assert _status_calls(fake) - before == 200
+
+
+def test_a_run_finishing_shows_once_the_cached_status_expires(db, fake) -> None:
+    sch = _create(db)
+    backend = DatabricksJobs(get_settings(), status_ttl_s=0.5, idle_status_ttl_s=0.5)
+    run_id = int(schedules.run_now(ANA, sch.id).split()[1])
+    assert schedules.list_schedules(backend=backend)[0].status == "queued"
+    fake.start_run(run_id)
+    fake.finish_run(run_id, "SUCCESS")
+    assert schedules.list_schedules(backend=backend)[0].status == "queued", "still the cached answer"
+    time.sleep(0.6)
+    assert schedules.list_schedules(backend=backend)[0].status == "success"
+    # Errors are cached too (a 429 must not be retried by every poll), and expire the same way.
+    fake.fail_next("/api/2.2/jobs/get", 403, "PERMISSION_DENIED", "no access")
+    time.sleep(0.6)
+    assert "not allowed to access job" in schedules.list_schedules(backend=backend)[0].problem
+    assert "not allowed to access job" in schedules.list_schedules(backend=backend)[0].problem
+    time.sleep(0.6)
+    assert schedules.list_schedules(backend=backend)[0].problem == ""
+
+
+def test_pause_and_edit_forget_the_cached_status(db, fake) -> None:
+    sch = _create(db)
+    backend = DatabricksJobs(get_settings(), status_ttl_s=60, idle_status_ttl_s=60)
+    schedules.list_schedules(backend=backend)
+    fake.client().jobs.delete(job_id=int(sch.job_id))  # behind the app's back: cached as fine for now
+    assert schedules.list_schedules(backend=backend)[0].problem == ""
+    with pytest.raises(UserFacingError):
+        schedules.set_active(ANA, sch.id, False)  # the pause finds the job gone and forgets the entry
+    assert "no longer exists" in schedules.list_schedules(backend=backend)[0].problem
+
+
+def test_a_job_with_a_run_going_is_asked_again_sooner_than_an_idle_one(db, fake) -> None:
+    """Idle jobs (last run finished) change only when a run starts: they are reused for longer."""
+    busy, idle = _create(db, table="busy_tbl"), _create(db, table="idle_tbl")
+    backend = DatabricksJobs(get_settings(), status_ttl_s=0.4, idle_status_ttl_s=60)
+    run_id = int(schedules.run_now(ANA, busy.id).split()[1])
+    fake.start_run(run_id)
+    schedules.list_schedules(backend=backend)
+    time.sleep(0.5)
+    calls = _status_calls(fake)
+    views = {v.id: v for v in schedules.list_schedules(backend=backend)}
+    assert views[busy.id].status == "running" and views[idle.id].status == "never run"
+    assert _status_calls(fake) - calls == 2, "only the job with a run going was asked again"
+    fake.finish_run(run_id, "SUCCESS")
+    time.sleep(0.5)
+    assert {v.id: v.status for v in schedules.list_schedules(backend=backend)}[busy.id] == "success"
+    calls = _status_calls(fake)
+    time.sleep(0.5)
+    schedules.list_schedules(backend=backend)
+    assert _status_calls(fake) == calls, "finished: now idle, reused"

@@ -10,6 +10,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from stackql_inventory import config
 from stackql_inventory.config import Backend, Settings
 from stackql_inventory.services import providers, secrets
 from stackql_inventory.services.errors import ErrorKind, UserFacingError
@@ -73,6 +74,15 @@ def test_invalid_env_var_names_are_refused_and_nothing_is_saved(db, name: str, s
                                                MappingInput(name, "inv", "b")])
     assert err.value.kind is ErrorKind.VALIDATION
     assert err.value.message.startswith("Variable 2: ") and says in err.value.message
+    assert _rows(db) == []
+
+
+@pytest.mark.parametrize("name", sorted({n.upper() for n in config.CHILD_ENV_PASSTHROUGH}))
+def test_every_variable_the_app_passes_to_stackql_is_reserved(db, name: str) -> None:
+    """One list (config.CHILD_ENV_PASSTHROUGH) says what children inherit and what a mapping may not name."""
+    with pytest.raises(UserFacingError) as err:
+        providers.add_mappings(EDITOR, "aws", [MappingInput(name, "inv", "a")])
+    assert "the app sets it for stackql itself" in err.value.message
     assert _rows(db) == []
 
 

@@ -56,28 +56,41 @@ def test_aws_test_reports_what_it_found_and_stackql_got_exactly_the_aws_variable
         assert not {"STACKQL_GITHUB_USERNAME", "STACKQL_GITHUB_PASSWORD"} & set(call["env_names"])
 
 
-@pytest.mark.parametrize("name", sorted(set(provider_presets.PRESETS) - {"databricks_account"}))
+@pytest.mark.parametrize("name", sorted(provider_presets.PRESETS))
 def test_every_preset_passes_on_the_stand_in_with_its_variables(db, world, name: str) -> None:
     p = provider_presets.preset(name)
     _map(name, {v.name: f"value-of-{v.name.lower()}" for v in p.required_variables})
     result = providers.test_connection(name, PARAMS.get(name, {}))
     assert result.ok, result.summary
-    assert result.summary.startswith(f"{result.checks[0].rows} services; ")
+    services = result.checks[0].rows
+    assert result.summary.startswith(f"{services} service{'' if services == 1 else 's'}; ")
     assert p.probe.noun in result.summary and result.checks[1].rows > 0
     for call in world.queries():
         assert set(call["credential_sha256"]) == {v.name for v in p.required_variables}
 
 
 def test_a_failing_query_shows_stackqls_error_verbatim(db, world) -> None:
-    """The stand-in has no databricks_account resources (registry only): stackql's own message comes back."""
-    p = provider_presets.preset("databricks_account")
-    _map("databricks_account", {v.name: "x-" + v.name for v in p.required_variables})
-    result = providers.test_connection("databricks_account", PARAMS["databricks_account"])
+    """A provider stackql does not know (a typo in a custom mapping): stackql's own message comes back."""
+    _map("acme_cloud", {"ACME_TOKEN": "x-acme"})
+    result = providers.test_connection("acme_cloud")
     assert not result.ok
-    assert [c.ok for c in result.checks] == [True, False]
-    assert "could not locate table 'databricks_account.provisioning.workspaces'" in result.summary
+    assert [c.ok for c in result.checks] == [False]
+    assert "could not locate provider 'acme_cloud'" in result.summary
     assert result.summary.startswith("stackql: ")
     assert result.detail == ""  # stackql said one line: the summary already holds it
+
+
+def test_the_databricks_account_preset_needs_the_account_id_variable(db, world) -> None:
+    """DATABRICKS_ACCOUNT_ID is part of the OAuth token URL: without it stackql cannot authenticate."""
+    _map("databricks_account", {"DATABRICKS_CLIENT_ID": "sp-id", "DATABRICKS_CLIENT_SECRET": "sp-secret"})
+    result = providers.test_connection("databricks_account", PARAMS["databricks_account"])
+    assert not result.ok and [c.ok for c in result.checks] == [True, False]
+    assert "environment variable DATABRICKS_ACCOUNT_ID is not set" in result.summary
+    assert result.summary.endswith("(Not mapped yet: DATABRICKS_ACCOUNT_ID.)")
+    _map("databricks_account", {"DATABRICKS_ACCOUNT_ID": PARAMS["databricks_account"]["account_id"]})
+    result = providers.test_connection("databricks_account", PARAMS["databricks_account"])
+    assert result.ok, result.summary
+    assert result.summary == "1 service; 3 workspaces (analytics-prod, ml-research, sandbox-eu)"
 
 
 def test_a_missing_variable_shows_the_401_and_what_is_not_mapped(db, world) -> None:

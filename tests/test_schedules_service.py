@@ -65,6 +65,22 @@ def test_invalid_input_is_refused_and_nothing_is_saved(db, changes: dict, needle
     assert _count(db) == 0
 
 
+@pytest.mark.parametrize(("text", "needle"), [
+    ("SELECT instanceId FROM aws.ec2.instances WHERE region = 'us-east-1';\n\n"
+     "SELECT instanceId FROM aws.ec2.instances WHERE region = 'eu-west-1';", "holds 2 statements"),
+    ("-- nothing here yet\n", "is empty"),
+])
+def test_a_query_that_is_not_one_statement_cannot_be_scheduled(db, text: str, needle: str) -> None:
+    """An assistant answer inserted below the first query makes two statements: the runner would fail on
+    every run with a syntax error, so the schedule is refused when it is saved."""
+    qid = seed_query(db, name="EC2 two regions", query_text=text)
+    with pytest.raises(UserFacingError) as e:
+        schedules.create_schedule(ANA, _form(qid), now=NOW)
+    assert e.value.kind is ErrorKind.VALIDATION
+    assert needle in e.value.message and "“EC2 two regions”" in e.value.message
+    assert _count(db) == 0
+
+
 def test_target_used_by_another_schedule_is_refused(db) -> None:
     qid = seed_query(db, name="ec2")
     schedules.create_schedule(ANA, _form(qid), now=NOW)
@@ -260,3 +276,16 @@ def test_drop_quotes_identifiers(db) -> None:
         assert db_schedules.drop_table(s, "stackql_inventory", "missing") is False
     with db.connect() as c:
         assert c.execute(sa.text("SELECT to_regclass('stackql_inventory.a_view')")).scalar() is not None
+
+
+@pytest.mark.parametrize(("name", "table"), [
+    ("EC2 instances (us-east-1)", "ec2_instances_us_east_1"),
+    ("  GitHub repos — public ", "github_repos_public"),
+    ("2024 audit", "q_2024_audit"),
+    ("Ünïcode only ✓", "n_code_only"),
+    ("!!!", ""),
+    ("x" * 80, "x" * 63),
+])
+def test_suggested_table_names_are_valid_targets(name: str, table: str) -> None:
+    assert schedules.suggest_table_name(name) == table
+    assert table == "" or schedules.TABLE_NAME.match(table)

@@ -108,8 +108,10 @@ def _sql_segment(segment: rx.Var[Segment], streaming: bool) -> rx.Component:
         spacing="2", align="center", padding_x="0.5rem", padding_bottom="0.4rem",
     )
     return rx.box(
-        rx.code_block(segment.text, language="sql", wrap_long_lines=True, font_size="12px",
-                      custom_style={"margin": "0", "background": "transparent", "padding": "0.6rem 0.75rem"}),
+        # Not wrapped: in the narrow column wrapping broke indented lines apart; long lines scroll instead.
+        rx.code_block(segment.text, language="sql", wrap_long_lines=False, font_size="12px",
+                      custom_style={"margin": "0", "background": "transparent", "padding": "0.6rem 0.75rem",
+                                    "overflowX": "auto"}),
         rx.cond(segment.closed, actions) if streaming else actions,
         width="100%",
         border=f"1px solid {rx.color('gray', 5)}",

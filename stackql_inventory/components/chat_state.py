@@ -8,10 +8,11 @@ from functools import partial
 
 import reflex as rx
 
-from stackql_inventory.services import ai, assistant, identity
+from stackql_inventory.services import ai, assistant
 from stackql_inventory.services.ai import ChatMode
 from stackql_inventory.services.assistant import ChatItem, Prompt
 from stackql_inventory.services.errors import UserFacingError
+from stackql_inventory.state.app_state import current_identity
 
 # The question box (an uncontrolled textarea: read on submit, cleared by id once the question is taken).
 INPUT_ID = "chat-input-box"
@@ -37,7 +38,7 @@ async def _ide(state: rx.State):
 
 def _owner(state: rx.State) -> str:
     """Who is asking (results are read only by the user who ran them)."""
-    return identity.from_headers(dict(state.router.headers.raw_headers)).user
+    return current_identity(state).user
 
 
 class ChatState(rx.State):

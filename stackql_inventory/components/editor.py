@@ -90,6 +90,19 @@ def _toolbar() -> rx.Component:
             title=rx.cond(AppState.can_edit, "Save to the query library", "Read-only access: you can run queries"),
             custom_attrs={"data-testid": "ide-save"},
         ),
+        rx.button(
+            rx.icon("calendar-clock", size=16), "Schedule…",
+            on_click=rx.redirect(IdeState.schedule_href),
+            variant="soft",
+            disabled=~AppState.can_edit | (IdeState.loaded_query_id == 0) | IdeState.unsaved_changes,
+            title=rx.cond(
+                ~AppState.can_edit, "Read-only access: ask an editor to schedule queries",
+                rx.cond(IdeState.loaded_query_id == 0, "Save the query first: a schedule runs a saved query",
+                        rx.cond(IdeState.unsaved_changes, "Save your changes first: a schedule runs the saved text",
+                                "Run this saved query on a schedule into an inventory table")),
+            ),
+            custom_attrs={"data-testid": "ide-schedule"},
+        ),
         rx.cond(
             IdeState.running,
             rx.hstack(
@@ -102,14 +115,23 @@ def _toolbar() -> rx.Component:
         rx.spacer(),
         rx.cond(
             IdeState.loaded_query_id > 0,
-            rx.badge(rx.icon("bookmark", size=12), IdeState.loaded_query_name, variant="soft",
-                     custom_attrs={"data-testid": "ide-loaded-query"}),
+            rx.badge(rx.icon("bookmark", size=12, flex_shrink="0"),
+                     rx.text(IdeState.loaded_query_name, overflow="hidden", text_overflow="ellipsis",
+                             white_space="nowrap", as_="span", custom_attrs={"data-testid": "ide-loaded-query"}),
+                     rx.icon("x", size=12, flex_shrink="0", cursor="pointer", on_click=IdeState.detach_query,
+                             aria_label="Stop editing this saved query",
+                             custom_attrs={"data-testid": "ide-detach-query"}),
+                     variant="soft", max_width="15rem",
+                     title=IdeState.loaded_query_name + " — Save updates it; × makes the next Save a new query"),
         ),
+        # Only on wide windows: beside Save and Schedule… and the loaded query's name it would be cut off.
         rx.text("Ctrl/⌘+Enter runs the statement at the cursor", size="1", color_scheme="gray", white_space="nowrap",
-                display=["none", "none", "none", "block"]),
+                overflow="hidden", text_overflow="ellipsis", min_width="0",
+                display=["none", "none", "none", "none", "none", "block"]),
         width="100%",
         align="center",
         spacing="2",
+        flex_wrap="wrap",  # at 1280 px the buttons and the loaded query's name take two lines, never overflow
     )
 
 

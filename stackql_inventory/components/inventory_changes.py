@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from stackql_inventory import formatting
+from stackql_inventory.components.layout import error_text
 from stackql_inventory.services import inventory_diff
 from stackql_inventory.services.errors import UserFacingError
 
@@ -134,7 +135,7 @@ class ChangesState(rx.State):
             else:
                 self.matched_on = (f"Rows each run wrote, matched on {keys}." if keys
                                    else "Rows each run wrote, compared whole.")
-            self.elapsed = f"{diff.elapsed_ms:.0f} ms"
+            self.elapsed = formatting.duration(diff.elapsed_ms / 1000)
             self.loading, self.status, self.compared = False, "", True
 
     @rx.var
@@ -201,9 +202,7 @@ def _pickers() -> rx.Component:
 
 def changes_panel() -> rx.Component:
     return rx.vstack(
-        rx.cond(ChangesState.error != "", rx.callout(ChangesState.error, icon="circle-alert", color_scheme="red",
-                                                    size="1", width="100%",
-                                                    custom_attrs={"data-testid": "inventory-diff-error"})),
+        error_text(ChangesState.error, "inventory-diff-error", size="1"),
         rx.cond(
             ChangesState.comparable,
             rx.vstack(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from stackql_inventory import formatting
+from stackql_inventory.components.layout import error_text
 from stackql_inventory.services import inventory_matviews
 from stackql_inventory.services.errors import UserFacingError
 from stackql_inventory.state.app_state import AppState, current_identity
@@ -198,9 +199,7 @@ def _create_form() -> rx.Component:
             rx.text_area(placeholder=EXAMPLE, value=MatviewsState.new_sql, on_change=MatviewsState.set_new_sql,
                          rows="6", width="100%", font_family="var(--code-font-family)",
                          custom_attrs={"data-testid": "inventory-mv-sql"}),
-            rx.cond(MatviewsState.create_error != "",
-                    rx.callout(MatviewsState.create_error, icon="circle-alert", color_scheme="red", size="1",
-                               width="100%", custom_attrs={"data-testid": "inventory-mv-error"})),
+            error_text(MatviewsState.create_error, "inventory-mv-error", size="1"),
             rx.hstack(
                 rx.button("Create and populate", on_click=MatviewsState.create, loading=MatviewsState.creating,
                           disabled=~AppState.can_edit, custom_attrs={"data-testid": "inventory-mv-create"}),
@@ -217,9 +216,7 @@ def _create_form() -> rx.Component:
 
 def matviews_panel() -> rx.Component:
     return rx.vstack(
-        rx.cond(MatviewsState.error != "",
-                rx.callout(MatviewsState.error, icon="circle-alert", color_scheme="red", size="1", width="100%",
-                           custom_attrs={"data-testid": "inventory-mv-action-error"})),
+        error_text(MatviewsState.error, "inventory-mv-action-error", size="1"),
         rx.cond(MatviewsState.message != "",
                 rx.text(MatviewsState.message, size="2", custom_attrs={"data-testid": "inventory-mv-status"})),
         rx.cond(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from stackql_inventory import formatting
+from stackql_inventory.components.layout import error_text
 from stackql_inventory.services import inventory_preview as preview
 from stackql_inventory.services.errors import UserFacingError
 from stackql_inventory.services.inventory_preview import Filter, TableVersion
@@ -124,7 +125,7 @@ class PreviewState(rx.State):
             if self._version is None:
                 self._version = page.version
             self.plan_text = page.plan.describe()
-            self.elapsed = f"{page.elapsed_ms:.0f} ms"
+            self.elapsed = formatting.duration(page.elapsed_ms / 1000)
             self.warning = page.warning
             self.loading = False
 
@@ -390,9 +391,7 @@ def _detail_dialog() -> rx.Component:
 def preview_panel() -> rx.Component:
     return rx.vstack(
         _filter_bar(),
-        rx.cond(PreviewState.error != "", rx.callout(PreviewState.error, icon="circle-alert", color_scheme="red",
-                                                    size="1", width="100%",
-                                                    custom_attrs={"data-testid": "inventory-preview-error"})),
+        error_text(PreviewState.error, "inventory-preview-error", size="1"),
         rx.cond(PreviewState.warning != "", rx.callout(PreviewState.warning, icon="triangle-alert", color_scheme="amber",
                                                       size="1", width="100%",
                                                       custom_attrs={"data-testid": "inventory-preview-warning"})),

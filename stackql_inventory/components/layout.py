@@ -99,14 +99,29 @@ def page_frame(active: str, title: str, *children: rx.Component, actions: rx.Com
 
 
 def empty_state(icon: str, title: str, hint: str, testid: str) -> rx.Component:
-    """A friendly placeholder for an empty list."""
+    """A friendly placeholder for an empty list.
+
+    While the database is unreachable a list is unknown, not empty: the placeholder says so instead of
+    inviting the user to create a first item (the banner above says what is wrong).
+    """
     return rx.center(
-        rx.vstack(
-            rx.icon(icon, size=32, color=rx.color("gray", 8)),
-            rx.text(title, weight="medium"),
-            rx.text(hint, size="2", color_scheme="gray"),
-            align="center",
-            spacing="2",
+        rx.cond(
+            AppState.db_error != "",
+            rx.vstack(
+                rx.icon("database-zap", size=32, color=rx.color("gray", 8)),
+                rx.text("Not available while the database is unreachable", weight="medium"),
+                rx.text("This list loads again once the database answers.", size="2", color_scheme="gray"),
+                align="center",
+                spacing="2",
+                custom_attrs={"data-testid": "db-unavailable"},
+            ),
+            rx.vstack(
+                rx.icon(icon, size=32, color=rx.color("gray", 8)),
+                rx.text(title, weight="medium"),
+                rx.text(hint, size="2", color_scheme="gray"),
+                align="center",
+                spacing="2",
+            ),
         ),
         width="100%",
         padding="2.5rem",
@@ -116,8 +131,24 @@ def empty_state(icon: str, title: str, hint: str, testid: str) -> rx.Component:
     )
 
 
-def error_text(message: rx.Var, testid: str = "page-error") -> rx.Component:
+def error_text(message: rx.Var, testid: str = "page-error", *, size: str = "2") -> rx.Component:
+    """The one way to show an error beside its cause: a red callout, shown while `message` is not ''."""
     return rx.cond(
         message != "",
-        rx.callout(message, icon="circle-alert", color_scheme="red", width="100%", custom_attrs={"data-testid": testid}),
+        rx.callout(message, icon="circle-alert", color_scheme="red", size=size, width="100%",
+                   custom_attrs={"data-testid": testid}),
+    )
+
+
+def form_error(message: rx.Var) -> rx.Component:
+    """Why a dialog's form was refused (`form-error`, as every dialog names it); nothing was saved then."""
+    return error_text(message, "form-error", size="1")
+
+
+def notice_text(message: rx.Var, testid: str) -> rx.Component:
+    """What the last action did: a green callout, shown while `message` is not ''."""
+    return rx.cond(
+        message != "",
+        rx.callout(message, icon="circle-check", color_scheme="green", size="1", width="100%",
+                   custom_attrs={"data-testid": testid}),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from stackql_inventory.components.layout import error_text
+from stackql_inventory.components.layout import form_error
 from stackql_inventory.components.provider_state import ProvidersState
 from stackql_inventory.services import provider_presets
 
@@ -88,7 +88,7 @@ def mapping_form_dialog() -> rx.Component:
                     ),
                     rx.cond(ProvidersState.form_notes != "",
                             rx.text(ProvidersState.form_notes, size="1", color_scheme="gray")),
-                    error_text(ProvidersState.form_error, "form-error"),
+                    form_error(ProvidersState.form_error),
                     rx.hstack(
                         rx.dialog.close(rx.button("Cancel", type="button", variant="soft", color_scheme="gray",
                                                   custom_attrs={"data-testid": "provider-cancel"})),
@@ -123,7 +123,7 @@ def value_dialog() -> rx.Component:
                     rx.input(type="password", name="value", placeholder="Paste the value", width="100%",
                              auto_complete="new-password", auto_focus=True,
                              custom_attrs={"data-testid": "provider-secret-value", "spellcheck": "false"}),
-                    error_text(ProvidersState.value_error, "form-error"),
+                    form_error(ProvidersState.value_error),
                     rx.hstack(
                         rx.dialog.close(rx.button("Cancel", type="button", variant="soft", color_scheme="gray")),
                         rx.button("Save value", type="submit", loading=ProvidersState.value_saving,

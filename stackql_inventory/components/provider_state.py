@@ -11,9 +11,10 @@ from typing import Any
 
 import reflex as rx
 
-from stackql_inventory.services import identity, provider_presets, providers
-from stackql_inventory.services.errors import ErrorKind, UserFacingError
+from stackql_inventory.services import provider_presets, providers
+from stackql_inventory.services.errors import UserFacingError
 from stackql_inventory.services.identity import Identity
+from stackql_inventory.state.app_state import current_identity, list_error
 
 _NEW_LINE_IDS = itertools.count(1)
 
@@ -97,7 +98,7 @@ class ProvidersState(rx.State):
 
     # ------------------------------------------------------------------------------------------ helpers
     def _actor(self) -> Identity:
-        return identity.from_headers(dict(self.router.headers.raw_headers))
+        return current_identity(self)
 
     def _rebuild(self) -> None:
         """Derive the rendered vars from the loaded mappings, statuses and test results."""
@@ -157,8 +158,9 @@ class ProvidersState(rx.State):
         try:
             await self._reload()
         except UserFacingError as e:
+            problem = await list_error(self, e)
             async with self:
-                self.load_error = "" if e.kind is ErrorKind.DATABASE else e.message
+                self.load_error = problem
 
     # ------------------------------------------------------------------------------------------ form
     @rx.event
@@ -248,8 +250,9 @@ class ProvidersState(rx.State):
         try:
             await self._reload()
         except UserFacingError as e:
+            problem = await list_error(self, e)
             async with self:
-                self.load_error = "" if e.kind is ErrorKind.DATABASE else e.message
+                self.load_error = problem
 
     # ------------------------------------------------------------------------------------------ values
     @rx.event

@@ -5,11 +5,11 @@ from __future__ import annotations
 import reflex as rx
 
 from stackql_inventory import formatting
-from stackql_inventory.components.layout import empty_state, error_text
+from stackql_inventory.components.layout import empty_state, error_text, form_error
 from stackql_inventory.pages.ide import IdeState
 from stackql_inventory.services import identity, library
-from stackql_inventory.services.errors import ErrorKind, UserFacingError
-from stackql_inventory.state.app_state import AppState, current_identity
+from stackql_inventory.services.errors import UserFacingError
+from stackql_inventory.state.app_state import AppState, current_identity, list_error
 
 
 class LibraryState(rx.State):
@@ -48,8 +48,9 @@ class LibraryState(rx.State):
         try:
             found = await rx.run_in_thread(lambda: library.list_queries(search))
         except UserFacingError as e:
+            problem = await list_error(self, e)
             async with self:
-                self.library_error = "" if e.kind is ErrorKind.DATABASE else e.message
+                self.library_error = problem
             return
         async with self:
             me = self._actor().user
@@ -81,6 +82,24 @@ class LibraryState(rx.State):
         async with self:
             ide = await self.get_state(IdeState)
             ide.load_text(q.query_text, q.provider, query_id=q.id, name=q.name, owner=q.created_by)
+
+    @rx.event(background=True)
+    async def open_linked(self):
+        """Open the saved query a link names (`/ide?query=<id>`, e.g. from the Inventory list).
+
+        A query already open in the editor stays as it is, so reloading the page keeps unsaved edits.
+        """
+        async with self:
+            wanted = self.router.url.query_parameters.get("query", "").strip()
+            ide = await self.get_state(IdeState)
+            current = ide.loaded_query_id
+        if not wanted:
+            return
+        if not wanted.isdigit():
+            yield rx.toast.error(f"The link names saved query '{wanted[:40]}', which is not a query id.")
+            return
+        if int(wanted) != current:
+            yield LibraryState.open_query(wanted)
 
     # ---------------------------------------------------------------- save
     @rx.event
@@ -126,7 +145,7 @@ class LibraryState(rx.State):
         async with self:
             self.save_open, self.save_error = False, ""
             ide = await self.get_state(IdeState)
-            ide.loaded_query_id, ide.loaded_query_name, ide.loaded_query_owner = saved.id, saved.name, saved.created_by
+            ide.mark_saved(saved.id, saved.name, saved.created_by, draft.query_text)
         yield rx.toast.success(f"Saved '{saved.name}'.")
         yield LibraryState.load
 
@@ -165,7 +184,7 @@ class LibraryState(rx.State):
             name, self.delete_id = self.delete_name, 0
             ide = await self.get_state(IdeState)
             if ide.loaded_query_id == query_id:
-                ide.loaded_query_id, ide.loaded_query_name, ide.loaded_query_owner = 0, "", ""
+                ide.mark_saved(0, "", "", "")
         yield rx.toast.success(f"Deleted '{name}'.")
         yield LibraryState.load
 
@@ -268,9 +287,7 @@ def _save_dialog() -> rx.Component:
                                  custom_attrs={"data-testid": "save-description"}),
                     rx.text("Provider: ", rx.cond(IdeState.provider != "", IdeState.provider, "none"),
                             size="1", color_scheme="gray"),
-                    rx.cond(LibraryState.save_error != "",
-                            rx.callout(LibraryState.save_error, icon="circle-alert", color_scheme="red", size="1",
-                                       width="100%", custom_attrs={"data-testid": "form-error"})),
+                    form_error(LibraryState.save_error),
                     rx.hstack(
                         rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray", type="button")),
                         rx.button(rx.cond(LibraryState.save_mode == "update", "Update", "Save"), type="submit",
@@ -296,9 +313,7 @@ def _delete_dialog() -> rx.Component:
         rx.alert_dialog.content(
             rx.alert_dialog.title("Delete saved query"),
             rx.alert_dialog.description("Delete '", LibraryState.delete_name, "'? This cannot be undone."),
-            rx.cond(LibraryState.delete_error != "",
-                    rx.callout(LibraryState.delete_error, icon="circle-alert", color_scheme="red", size="1",
-                               margin_top="0.5rem", custom_attrs={"data-testid": "form-error"})),
+            rx.box(form_error(LibraryState.delete_error), margin_top="0.5rem"),
             rx.hstack(
                 rx.alert_dialog.cancel(rx.button("Keep it", variant="soft", color_scheme="gray")),
                 rx.button("Delete", color_scheme="red", on_click=LibraryState.confirm_delete,

@@ -7,8 +7,8 @@ import reflex as rx
 from stackql_inventory import formatting
 from stackql_inventory.pages.ide import IdeState
 from stackql_inventory.services import history
-from stackql_inventory.services.errors import ErrorKind, UserFacingError
-from stackql_inventory.state.app_state import current_identity
+from stackql_inventory.services.errors import UserFacingError
+from stackql_inventory.state.app_state import current_identity, list_error
 
 _STATUS_COLORS = {"success": "green", "error": "red", "cancelled": "gray"}
 
@@ -28,8 +28,9 @@ class HistoryState(rx.State):
         try:
             found = await rx.run_in_thread(lambda: history.recent(user, limit=100))
         except UserFacingError as e:
+            problem = await list_error(self, e)
             async with self:
-                self.history_error = "" if e.kind is ErrorKind.DATABASE else e.message
+                self.history_error = problem
             return
         async with self:
             self.history_error = ""

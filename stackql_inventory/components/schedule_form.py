@@ -7,6 +7,7 @@ from zoneinfo import available_timezones
 
 import reflex as rx
 
+from stackql_inventory.components.layout import form_error
 from stackql_inventory.db.models import INVENTORY_SCHEMA, WRITE_MODES
 from stackql_inventory.services import cron
 
@@ -132,11 +133,7 @@ def schedule_dialog(S) -> rx.Component:  # noqa: ANN001, N803 - SchedulesState
                 _field("Saved query", _query_picker(S)),
                 _cron_fields(S),
                 _target_fields(S),
-                rx.cond(
-                    S.form_error != "",
-                    rx.callout(S.form_error, icon="circle-alert", color_scheme="red", width="100%",
-                               custom_attrs={"data-testid": "form-error"}),
-                ),
+                form_error(S.form_error),
                 rx.hstack(
                     rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray", type="button",
                                               custom_attrs={"data-testid": "schedule-cancel"})),

@@ -152,8 +152,10 @@ def schedule_table(S) -> rx.Component:  # noqa: ANN001, N803 - SchedulesState (p
                 rx.table.cell(_last_run_cell(r)),
                 rx.table.cell(_job_cell(r)),
                 rx.table.cell(_actions(S, r)),
-                custom_attrs={"data-testid": "schedule-row", "data-schedule-id": r["id"]},
+                custom_attrs={"data-testid": "schedule-row", "data-schedule-id": r["id"],
+                              "data-highlighted": rx.cond(S.highlight_id == r["id"], "true", "false")},
                 align="center",
+                background=rx.cond(S.highlight_id == r["id"], rx.color("indigo", 3), "transparent"),
             ),
             rx.cond(
                 S.history_id == r["id"],

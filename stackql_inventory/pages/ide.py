@@ -11,11 +11,11 @@ from typing import Any
 
 import reflex as rx
 
-from stackql_inventory import formatting
+from stackql_inventory import formatting, routes
 from stackql_inventory.components.layout import page_frame
 from stackql_inventory.services import engine, ide_queries
-from stackql_inventory.services.errors import ErrorKind, UserFacingError
-from stackql_inventory.state.app_state import current_identity
+from stackql_inventory.services.errors import UserFacingError
+from stackql_inventory.state.app_state import current_identity, list_error
 
 
 class IdeState(rx.State):
@@ -42,6 +42,8 @@ class IdeState(rx.State):
     # Its name and owner.
     loaded_query_name: str = ""
     loaded_query_owner: str = ""
+    # Its text as saved (the editor differs from it once edited: then it must be saved before scheduling).
+    saved_sql: str = ""
 
     # Providers with credential mappings (the provider selector).
     providers: list[str] = []
@@ -93,6 +95,16 @@ class IdeState(rx.State):
         return f"{min(440, 60 + 28 * max(self.row_count, 1))}px"
 
     @rx.var
+    def unsaved_changes(self) -> bool:
+        """The editor holds a saved query whose text was changed since it was opened or saved."""
+        return self.loaded_query_id > 0 and self.sql.strip() != self.saved_sql.strip()
+
+    @rx.var
+    def schedule_href(self) -> str:
+        """Where "Schedule…" leads: the Schedules page's new-schedule dialog for the loaded query."""
+        return f"{routes.SCHEDULES}?new={self.loaded_query_id}" if self.loaded_query_id > 0 else ""
+
+    @rx.var
     def provider_choice(self) -> str:
         """The select's value ('none' stands for no provider)."""
         return self.provider or "none"
@@ -105,7 +117,7 @@ class IdeState(rx.State):
             providers = await rx.run_in_thread(ide_queries.configured_providers)
             problem = ""
         except UserFacingError as e:
-            providers, problem = [], ("" if e.kind is ErrorKind.DATABASE else e.message)
+            providers, problem = [], await list_error(self, e)
         async with self:
             self.providers, self.providers_error = providers, problem
             if not self.provider and len(providers) == 1:
@@ -114,8 +126,16 @@ class IdeState(rx.State):
     # ---------------------------------------------------------------- editor
     @rx.event
     def set_sql(self, text: str):
-        """The editor's text (debounced typing)."""
+        """The editor's text (debounced typing). Emptying the editor starts a new query: the next Save must
+        not overwrite the saved query that was open before."""
         self.sql = text
+        if not text.strip() and self.loaded_query_id:
+            self.mark_saved(0, "", "", "")
+
+    @rx.event
+    def detach_query(self):
+        """Keep the text but stop editing the saved query: the next Save creates a new one."""
+        self.mark_saved(0, "", "", "")
 
     @rx.event
     def set_provider(self, choice: str):
@@ -140,7 +160,12 @@ class IdeState(rx.State):
         self.replace_sql(text if text.endswith("\n") else text + "\n")
         if provider:
             self.provider = provider
+        self.mark_saved(query_id, name, owner, text)
+
+    def mark_saved(self, query_id: int, name: str, owner: str, text: str) -> None:
+        """The editor's text is now saved as query `query_id` (or no saved query when 0)."""
         self.loaded_query_id, self.loaded_query_name, self.loaded_query_owner = query_id, name, owner
+        self.saved_sql = text if query_id else ""
 
     @rx.event
     def add_param(self, param: str):
@@ -245,6 +270,11 @@ class IdeState(rx.State):
             engine.cancel(self._run_id)
 
 
+# Widths of the side panel and the assistant column per breakpoint (initial, xs, sm, md, lg ≥1280, xl ≥1536).
+SIDE_WIDTH = ["240px", "240px", "240px", "240px", "250px", "300px"]
+CHAT_WIDTH = ["300px", "300px", "300px", "300px", "320px", "360px"]
+
+
 def _int(value: Any, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
@@ -255,7 +285,7 @@ def on_load() -> list[Any]:
     from stackql_inventory.components.run_history import HistoryState
     from stackql_inventory.components.schema_browser import SchemaState
 
-    return [IdeState.load, LibraryState.load, HistoryState.load, SchemaState.load]
+    return [IdeState.load, LibraryState.load, LibraryState.open_linked, HistoryState.load, SchemaState.load]
 
 
 def page() -> rx.Component:
@@ -279,15 +309,16 @@ def page() -> rx.Component:
         rx.tabs.content(query_library(), value="library", padding_top="0.5rem"),
         rx.tabs.content(history_panel(), value="history", padding_top="0.5rem"),
         default_value="library",
-        width="300px",
-        min_width="300px",
+        # Narrower side columns below 1536 px, so the editor keeps room for its toolbar and grid at 1280.
+        width=SIDE_WIDTH,
+        min_width=SIDE_WIDTH,
         height="calc(100vh - 150px)",
         overflow_y="auto",
     )
     center = rx.vstack(editor_panel(), results_panel(), spacing="3", flex="1", min_width="0")
     return page_frame(
         "ide", "Query IDE",
-        rx.hstack(side, center, rx.box(chat_panel(), width="360px", min_width="300px"),
+        rx.hstack(side, center, rx.box(chat_panel(), width=CHAT_WIDTH, min_width=CHAT_WIDTH, flex_shrink="0"),
                   spacing="4", width="100%", align="start"),
         save_dialogs(),
     )

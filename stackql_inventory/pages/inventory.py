@@ -15,9 +15,10 @@ from stackql_inventory.components.inventory_preview import PreviewState, preview
 from stackql_inventory.components.inventory_runs import RunsState, runs_panel
 from stackql_inventory.components.layout import empty_state, error_text, page_frame
 from stackql_inventory.services import inventory
-from stackql_inventory.services.errors import ErrorKind, UserFacingError
+from stackql_inventory.services.errors import UserFacingError
 from stackql_inventory.services.inventory import InventoryTable
 from stackql_inventory.services.inventory_freshness import Freshness
+from stackql_inventory.state.app_state import list_error
 
 FRESHNESS_COLORS = {
     Freshness.FRESH: "green", Freshness.STALE: "amber", Freshness.EXPIRED: "red", Freshness.FAILING: "red",
@@ -97,9 +98,10 @@ class InventoryState(rx.State):
         try:
             cat = await rx.run_in_thread(inventory.catalogue)
         except UserFacingError as e:
+            problem = await list_error(self, e)
             async with self:
                 self.loading, self.status = False, ""
-                self.load_error = "" if e.kind is ErrorKind.DATABASE else e.message
+                self.load_error = problem
             return
         async with self:
             self._all = cat.tables
@@ -111,7 +113,7 @@ class InventoryState(rx.State):
                 "Failed last runs": formatting.count(m.failing),
             }
             self.note, self.load_error = cat.note, ""
-            self.load_ms = f"{(datetime.now(UTC) - started).total_seconds() * 1000:.0f} ms"
+            self.load_ms = formatting.duration((datetime.now(UTC) - started).total_seconds())
             self._apply()
             self.provider_points = [{"provider": p, "resources": n}
                                     for p, n in inventory.resources_per_provider(cat.tables)]
@@ -171,8 +173,12 @@ class InventoryState(rx.State):
 
     @rx.var
     def count_text(self) -> str:
+        """`3 of 12 tables`, `1 table`."""
         shown = len(self.tables)
-        return f"{shown} of {self.total}" if shown != self.total else f"{self.total}"
+        noun = "table" if self.total == 1 else "tables"
+        if shown != self.total:
+            return f"{formatting.count(shown)} of {formatting.count(self.total)} {noun}"
+        return f"{formatting.count(self.total)} {noun}"
 
 
 # ------------------------------------------------------------------ components
@@ -266,7 +272,8 @@ def _toolbar() -> rx.Component:
             variant="soft", on_click=InventoryState.toggle_direction,
             custom_attrs={"data-testid": "inventory-sort-direction"},
         ),
-        rx.text(InventoryState.count_text, " tables", size="2", color_scheme="gray"),
+        rx.text(InventoryState.count_text, size="2", color_scheme="gray",
+                custom_attrs={"data-testid": "inventory-count"}),
         rx.spacer(),
         rx.cond(InventoryState.loading,
                 rx.hstack(rx.spinner(size="1"), rx.text(InventoryState.status, size="2"),
@@ -311,7 +318,8 @@ def selected_panel() -> rx.Component:
                     width="100%", align="center",
                 ),
                 rx.cond(InventoryState.selected_row.get("comment", "") != "",
-                        rx.text(InventoryState.selected_row.get("comment", ""), size="1", color_scheme="gray")),
+                        rx.text(InventoryState.selected_row.get("comment", ""), size="1", color_scheme="gray",
+                                white_space="pre-line", custom_attrs={"data-testid": "inventory-comment"})),
                 rx.tabs.root(
                     rx.tabs.list(
                         rx.tabs.trigger("Preview", value="preview", custom_attrs={"data-testid": "inventory-subtab-preview"}),

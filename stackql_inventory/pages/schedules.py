@@ -4,6 +4,7 @@ run history), with live status while runs are queued or running."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import UTC, datetime
 from functools import partial
@@ -11,15 +12,15 @@ from zoneinfo import ZoneInfo
 
 import reflex as rx
 
-from stackql_inventory import formatting
-from stackql_inventory.components.layout import empty_state, error_text, page_frame
+from stackql_inventory import formatting, routes
+from stackql_inventory.components.layout import empty_state, error_text, notice_text, page_frame
 from stackql_inventory.components.schedule_form import delete_dialog, schedule_dialog
 from stackql_inventory.components.schedule_table import schedule_table
 from stackql_inventory.services import identity, library, schedules
-from stackql_inventory.services.errors import ErrorKind, UserFacingError
+from stackql_inventory.services.errors import UserFacingError
 from stackql_inventory.services.jobs import RunInfo
 from stackql_inventory.services.schedules import ScheduleForm, ScheduleView
-from stackql_inventory.state.app_state import AppState
+from stackql_inventory.state.app_state import AppState, current_identity, list_error
 
 # Seconds between status refreshes while a run is queued or running.
 POLL_ACTIVE_S = 1.5
@@ -79,6 +80,8 @@ class SchedulesState(rx.State):
     queries: list[dict[str, str]] = []
     # Id of the schedule a row action is working on ('' when idle).
     busy_id: str = ""
+    # Id of the schedule a link pointed at (`?schedule=<id>`): its row is highlighted ('' for none).
+    highlight_id: str = ""
 
     # Whether the new/edit dialog is open.
     dialog_open: bool = False
@@ -114,27 +117,84 @@ class SchedulesState(rx.State):
 
     # Whether this tab's status poller runs.
     _polling: bool = False
+    # Set by an action that started a run: the sleeping poller refreshes at once.
+    _poll_wake: bool = False
 
     # --- loading -------------------------------------------------------------------------------
     @rx.event(background=True)
     async def load(self):
-        """Load the schedules and the saved queries, then keep statuses live."""
+        """Load the schedules and the saved queries, then keep statuses live.
+
+        Links may name a schedule to show (`?schedule=<id>`, from the Inventory list) or a saved query to
+        schedule (`?new=<query id>`, from the IDE's "Schedule…").
+        """
         try:
             queries = await rx.run_in_thread(library.list_queries)
         except UserFacingError:
             queries = []
         async with self:
             self.queries = [{"id": str(q.id), "name": q.name} for q in queries]
-        await _refresh(self)
-        return SchedulesState.poll
+            params = self.router.url.query_parameters
+            linked_schedule, linked_query = params.get("schedule", "").strip(), params.get("new", "").strip()
+            who = current_identity(self)
+            self.highlight_id = ""  # only the link being followed is highlighted
+        loaded = await _refresh(self)
+        if loaded and linked_query:
+            # Asked here, not read from AppState: its own on_load may not have finished.
+            editor = await rx.run_in_thread(partial(identity.can_edit, who))
+            async with self:
+                opened = self._open_for_query(linked_query) if editor else False
+                if not editor:
+                    self.action_error = "Read-only access: ask an editor to schedule this query."
+            if opened:  # drop ?new= so that reloading the page does not open the dialog again
+                yield rx.call_script(f"window.history.replaceState(null, '', '{routes.SCHEDULES}')")
+        elif loaded and linked_schedule:
+            async with self:
+                found = any(r["id"] == linked_schedule for r in self.rows)
+                self.highlight_id = linked_schedule if found else ""
+                if not found:
+                    self.action_error = (f"Schedule #{linked_schedule[:20]} no longer exists: it was deleted. "
+                                         "Its inventory table stays until it is dropped.")
+                else:
+                    self.history_id, self.history, self.history_error = linked_schedule, [], ""
+                    self.history_loading = True
+            if found:
+                yield rx.call_script(_scroll_to_row(linked_schedule))
+                await _load_history(self, linked_schedule)
+        yield SchedulesState.poll
+
+    def _open_for_query(self, query_id: str) -> bool:
+        """Open the new-schedule dialog for saved query `query_id`, with a table name from its name."""
+        query = next((q for q in self.queries if q["id"] == query_id), None)
+        if query is None:
+            self.action_error = (f"Saved query #{query_id[:20]} no longer exists, so it cannot be scheduled. "
+                                 "Pick another one with “New schedule”.")
+            return False
+        self._reset_form()
+        self.form_query_id = query_id
+        self.form_table = schedules.suggest_table_name(query["name"])
+        self._preview()
+        self.dialog_open = True
+        return True
+
+    def _reset_form(self) -> None:
+        self.editing_id = ""
+        self.form_query_id = ""
+        self.form_cron, self.form_timezone, self.form_table = "0 * * * *", DEFAULT_TIMEZONE, ""
+        self.form_mode, self.form_keys, self.form_error = "replace", "", ""
 
     @rx.event(background=True)
     async def poll(self):
-        """Refresh statuses while a run is queued or running, or one is due soon; stop otherwise."""
+        """Refresh statuses while a run is queued or running, or one is due soon; stop otherwise.
+
+        A poller already running (asleep until a run due in minutes) is woken instead: the status of a
+        run just started must change within seconds, not at the next due slot.
+        """
         async with self:
             if self._polling:
+                self._poll_wake = True
                 return
-            self._polling = True
+            self._polling, self._poll_wake = True, False
         try:
             deadline = time.monotonic() + POLL_MAX_S
             while time.monotonic() < deadline:
@@ -142,7 +202,7 @@ class SchedulesState(rx.State):
                     wait = _poll_wait(self.rows)
                 if wait is None:
                     break
-                await asyncio.sleep(wait)
+                await _sleep_unless_woken(self, wait)
                 await _refresh(self)
         finally:
             async with self:
@@ -152,10 +212,7 @@ class SchedulesState(rx.State):
     @rx.event
     def open_new(self):
         """Open an empty dialog."""
-        self.editing_id = ""
-        self.form_query_id = ""
-        self.form_cron, self.form_timezone, self.form_table = "0 * * * *", DEFAULT_TIMEZONE, ""
-        self.form_mode, self.form_keys, self.form_error = "replace", "", ""
+        self._reset_form()
         self._preview()
         self.dialog_open = True
 
@@ -219,7 +276,7 @@ class SchedulesState(rx.State):
             if self.saving:
                 return
             self.saving, self.form_error = True, ""
-            who = identity.from_headers(dict(self.router.headers.raw_headers))
+            who = current_identity(self)
             editing = self.editing_id
             form = ScheduleForm(
                 query_id=int(self.form_query_id) if self.form_query_id.isdigit() else None,
@@ -302,6 +359,13 @@ class SchedulesState(rx.State):
 # --- helpers used by the background events (they take the state proxy) ----------------------------
 
 
+def _scroll_to_row(schedule_id: str) -> str:
+    """JS that scrolls the schedule's row into view once it is rendered."""
+    selector = json.dumps(f'[data-testid="schedule-row"][data-schedule-id="{schedule_id}"]')
+    return (f"setTimeout(() => {{ const r = document.querySelector({selector}); "
+            "if (r) r.scrollIntoView({block: 'center'}); }, 150)")
+
+
 def _paused(outcome) -> str:  # noqa: ANN001 - schedules.Outcome
     return f"Schedule for {outcome.schedule.target} paused."
 
@@ -322,13 +386,26 @@ def _poll_wait(rows: list[dict[str, str]]) -> float | None:
     return max(soonest, 0.0) + POLL_ACTIVE_S
 
 
-async def _refresh(state) -> None:  # noqa: ANN001 - the SchedulesState proxy of a background event
+async def _sleep_unless_woken(state, seconds: float) -> None:  # noqa: ANN001 - the SchedulesState proxy
+    """Sleep `seconds`, in steps of at most POLL_ACTIVE_S, returning early when `poll` is asked again."""
+    wake_at = time.monotonic() + seconds
+    while (left := wake_at - time.monotonic()) > 0:
+        await asyncio.sleep(min(left, POLL_ACTIVE_S))
+        async with state:
+            woken, state._poll_wake = state._poll_wake, False
+        if woken:
+            return
+
+
+async def _refresh(state) -> bool:  # noqa: ANN001 - the SchedulesState proxy of a background event
+    """Reload the list (and the open run history while a run goes); False when the list could not be loaded."""
     try:
         items = await rx.run_in_thread(schedules.list_schedules)
     except UserFacingError as e:
+        problem = await list_error(state, e)
         async with state:
-            state.load_error = "" if e.kind is ErrorKind.DATABASE else e.message
-        return
+            state.load_error = problem
+        return False
     async with state:
         state.load_error = ""
         state.rows = [_row(v) for v in items]
@@ -337,6 +414,7 @@ async def _refresh(state) -> None:  # noqa: ANN001 - the SchedulesState proxy of
         stale = any(h["status"] in ("queued", "running") for h in state.history)
     if history_id and (in_flight or stale):
         await _load_history(state, history_id)
+    return True
 
 
 async def _load_history(state, schedule_id: str) -> None:  # noqa: ANN001
@@ -361,7 +439,7 @@ async def _act(state, schedule_id: str, action) -> None:  # noqa: ANN001
         if state.busy_id:
             return
         state.busy_id, state.action_error, state.notice = schedule_id, "", ""
-        who = identity.from_headers(dict(state.router.headers.raw_headers))
+        who = current_identity(state)
     try:
         message = await rx.run_in_thread(partial(action, who))
     except UserFacingError as e:
@@ -381,11 +459,7 @@ def page() -> rx.Component:
         "Schedules",
         error_text(S.load_error),
         error_text(S.action_error, "schedules-error"),
-        rx.cond(
-            S.notice != "",
-            rx.callout(S.notice, icon="circle-check", color_scheme="green", width="100%",
-                       custom_attrs={"data-testid": "schedules-notice"}),
-        ),
+        notice_text(S.notice, "schedules-notice"),
         rx.cond(
             S.rows.length() > 0,
             schedule_table(S),

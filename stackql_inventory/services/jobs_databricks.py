@@ -9,8 +9,12 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any
 
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.service import compute, jobs
@@ -44,6 +48,48 @@ _CANCELLED_CODES = {"USER_CANCELED", "CANCELED"}
 _SKIPPED_CODES = {"SKIPPED", "MAX_CONCURRENT_RUNS_EXCEEDED", "MAX_JOB_QUEUE_SIZE_EXCEEDED", "DISABLED"}
 _TRIGGERS = {"PERIODIC": "schedule", "ONE_TIME": "manual", "RETRY": "retry"}
 _VERSION_START = re.compile(r"^\s*(?:[<>=!~]=?|===)")
+# Seconds a job's status (its `jobs/get` + `runs/list` answers) is reused. The Schedules page lists every
+# schedule and re-lists every 1.5 s while a run is going, in every open tab: without this, 100 job-backed
+# schedules mean ~240 Jobs API calls a second and the workspace's rate limit (benchmarks/job_status_calls.py).
+# A job whose newest run is queued or running is asked again after STATUS_TTL_S; an idle one (its run
+# finished, or none yet) only changes when a run starts, so after IDLE_STATUS_TTL_S. Actions on a schedule
+# (run now, pause, edit, delete) forget its job's entry, so what the user just did shows at once.
+STATUS_TTL_S = 5.0
+IDLE_STATUS_TTL_S = 60.0
+_ACTIVE = {"queued", "running"}
+
+
+class _JobCache:
+    """Answers of the Jobs API per (workspace host, job id, what), each kept for a TTL; thread-safe."""
+
+    _MAX_ENTRIES = 5000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str, str], tuple[float, Any]] = {}
+
+    def get(self, key: tuple[str, str, str], ttl_s: Callable[[Any], float], load: Callable[[], Any]) -> Any:
+        """The cached answer for `key` if younger than `ttl_s(answer)`, else `load()` (cached in turn)."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._entries.get(key)
+        if hit is not None and now - hit[0] < ttl_s(hit[1]):
+            return hit[1]
+        value = load()
+        with self._lock:
+            if len(self._entries) >= self._MAX_ENTRIES:
+                self._entries = {k: v for k, v in self._entries.items() if now - v[0] < ttl_s(v[1])}
+            self._entries[key] = (time.monotonic(), value)
+        return value
+
+    def forget(self, host: str, job_id: str | None) -> None:
+        """Drop every answer about `job_id` (after the app changed the job or started a run)."""
+        with self._lock:
+            for key in [k for k in self._entries if k[0] == host and k[1] == str(job_id)]:
+                del self._entries[key]
+
+
+_cache = _JobCache()
 
 
 def runner_dependencies(text: str) -> list[str]:
@@ -69,12 +115,22 @@ class DatabricksJobs:
 
     name = "databricks"
 
-    def __init__(self, settings: Settings, client: WorkspaceClient | None = None):
+    def __init__(self, settings: Settings, client: WorkspaceClient | None = None, *,
+                 status_ttl_s: float = STATUS_TTL_S, idle_status_ttl_s: float = IDLE_STATUS_TTL_S):
         self.settings = settings
         self._client = client
+        # How long job statuses and run lists are reused while a run is queued or running, and otherwise
+        # (0: always ask the workspace).
+        self.status_ttl_s, self.idle_status_ttl_s = status_ttl_s, idle_status_ttl_s
 
     def _w(self) -> WorkspaceClient:
         return self._client or workspace_client(self.settings)
+
+    def _host(self) -> str:
+        return str(self._w().config.host or "")
+
+    def _forget(self, job_id: str | None) -> None:
+        _cache.forget(self._host(), job_id)
 
     # --- job definition --------------------------------------------------------------------------
     def job_settings(self, schedule: Schedule, query_name: str) -> jobs.JobSettings:
@@ -143,6 +199,7 @@ class DatabricksJobs:
         if schedule.job_id is None:
             new_id = self.create(schedule, query_name)
             return JobChange(new_id, f"Created Databricks job {new_id} for this schedule.")
+        self._forget(schedule.job_id)
         try:
             self._w().jobs.reset(job_id=int(schedule.job_id), new_settings=settings)
         except Exception as e:
@@ -158,6 +215,7 @@ class DatabricksJobs:
     def set_paused(self, schedule: Schedule, query_name: str) -> None:
         if schedule.job_id is None:
             return
+        self._forget(schedule.job_id)
         try:
             self._w().jobs.update(job_id=int(schedule.job_id),
                                   new_settings=jobs.JobSettings(schedule=self._cron_schedule(schedule)))
@@ -167,6 +225,7 @@ class DatabricksJobs:
     def delete(self, schedule: Schedule) -> str:
         if schedule.job_id is None:
             return ""
+        self._forget(schedule.job_id)
         try:
             self._w().jobs.delete(job_id=int(schedule.job_id))
         except Exception as e:
@@ -186,6 +245,7 @@ class DatabricksJobs:
         except Exception as e:
             raise self._job_error(e, schedule.job_id) from e
         run_id = waiter.response.run_id
+        self._forget(schedule.job_id)
         log.info("databricks_run_started job_id=%s run_id=%s schedule_id=%s by=%s", schedule.job_id, run_id,
                  schedule.id, actor)
         try:
@@ -209,25 +269,41 @@ class DatabricksJobs:
             return dict(zip((s.id for s in backed), pool.map(self._status, backed)))
 
     def _status(self, schedule: Schedule) -> JobStatus:
+        problem, latest = _cache.get((self._host(), str(schedule.job_id), "status"), self._status_ttl,
+                                     lambda: self._job_and_latest_run(schedule.job_id))
+        if problem or latest is None:
+            return JobStatus(problem=problem, latest=None)
+        ledger = self._ledger(schedule, [latest])
+        return JobStatus(problem="", latest=_run_info(latest, ledger.get(str(latest.run_id))))
+
+    def _status_ttl(self, answer: tuple[str, jobs.BaseRun | None]) -> float:
+        problem, latest = answer
+        if problem or (latest is not None and run_status(latest) in _ACTIVE):
+            return self.status_ttl_s  # a run going (or an error, e.g. 429): ask again soon
+        return self.idle_status_ttl_s
+
+    def _job_and_latest_run(self, job_id: str | None) -> tuple[str, jobs.BaseRun | None]:
+        """Whether the job is there (a problem message, '' when fine) and its newest run: 2 API calls."""
         w = self._w()
         try:
-            w.jobs.get(job_id=int(schedule.job_id))
-            latest = list(itertools.islice(w.jobs.list_runs(job_id=int(schedule.job_id), limit=1), 1))
+            w.jobs.get(job_id=int(job_id))
+            latest = list(itertools.islice(w.jobs.list_runs(job_id=int(job_id), limit=1), 1))
         except Exception as e:
             if is_not_found(e):
-                return JobStatus(problem=self._missing_message(schedule.job_id), latest=None)
-            return JobStatus(problem=sdk_error_to_user_facing(e, f"job {schedule.job_id}").message, latest=None)
-        if not latest:
-            return JobStatus(problem="", latest=None)
-        ledger = self._ledger(schedule, latest)
-        return JobStatus(problem="", latest=_run_info(latest[0], ledger.get(str(latest[0].run_id))))
+                return self._missing_message(job_id), None
+            return sdk_error_to_user_facing(e, f"job {job_id}").message, None
+        return "", (latest[0] if latest else None)
 
     def runs(self, schedule: Schedule, limit: int) -> list[RunInfo]:
         if schedule.job_id is None:
             return _ledger_runs(schedule, limit)
         try:
-            found = list(itertools.islice(
-                self._w().jobs.list_runs(job_id=int(schedule.job_id), limit=min(limit, _RUNS_PAGE)), limit))
+            found = _cache.get(
+                (self._host(), str(schedule.job_id), f"runs:{limit}"),
+                lambda runs: (self.status_ttl_s if any(run_status(r) in _ACTIVE for r in runs)
+                              else self.idle_status_ttl_s),
+                lambda: list(itertools.islice(
+                    self._w().jobs.list_runs(job_id=int(schedule.job_id), limit=min(limit, _RUNS_PAGE)), limit)))
         except Exception as e:
             if is_not_found(e):  # the job is gone: what the runner recorded is all there is
                 return _ledger_runs(schedule, limit)

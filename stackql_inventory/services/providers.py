@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from stackql_inventory.config import get_settings
+from stackql_inventory.config import CHILD_ENV_PASSTHROUGH, get_settings
 from stackql_inventory.db import provider_configs
 from stackql_inventory.db.engine import session_scope
 from stackql_inventory.services import credentials, engine, identity, provider_presets, secrets
@@ -29,11 +29,8 @@ _ENV_VAR = re.compile(r"[A-Z_][A-Z0-9_]*")
 _PROVIDER = re.compile(r"[a-z][a-z0-9_]*")
 _MAX_NAME = 128
 # Variables every stackql child already gets from the app (config.child_base_env) or that change how a
-# process loads code: a mapping must not replace them.
-_RESERVED = frozenset({
-    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PWD",
-    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
-})
+# process loads code or where it runs: a mapping must not replace them.
+_RESERVED = frozenset({name.upper() for name in CHILD_ENV_PASSTHROUGH} | {"SHELL", "PWD"})
 _RESERVED_PREFIXES = ("LD_", "DYLD_", "PYTHON", "STACKQL_INVENTORY_")
 # How many rows a probe may return; it only needs to prove the credentials work.
 _PROBE_ROW_LIMIT = 1000

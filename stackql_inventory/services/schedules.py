@@ -18,7 +18,7 @@ from stackql_inventory.db import saved_queries
 from stackql_inventory.db import schedules as db_schedules
 from stackql_inventory.db.engine import session_scope
 from stackql_inventory.db.models import INVENTORY_SCHEMA, WRITE_MODES, Run, SavedQuery, Schedule
-from stackql_inventory.services import cron, identity
+from stackql_inventory.services import cron, identity, sql_text
 from stackql_inventory.services.errors import ErrorKind, UserFacingError
 from stackql_inventory.services.identity import Identity
 from stackql_inventory.services.jobs import JobsBackend, JobStatus, RunInfo, backend_for, ledger_run_info
@@ -134,6 +134,15 @@ def run_history(schedule_id: int, *, limit: int = HISTORY_LIMIT, backend: JobsBa
         with session_scope() as s:
             return [ledger_run_info(r) for r in db_schedules.runs_for(s, schedule_id, limit=limit)]
     return backend.runs(schedule, limit)
+
+
+def suggest_table_name(query_name: str) -> str:
+    """A valid inventory table name from a saved query's name: “EC2 instances (us-east-1)” →
+    `ec2_instances_us_east_1` ('' when nothing usable is left)."""
+    name = re.sub(r"[^a-z0-9]+", "_", (query_name or "").lower()).strip("_")
+    if name and name[0].isdigit():
+        name = f"q_{name}"
+    return name[:63].rstrip("_")
 
 
 def parse_key_columns(text: str) -> tuple[str, ...]:
@@ -283,6 +292,7 @@ def _validated(s: Session, form: ScheduleForm, *, current: Schedule | None) -> t
     query = saved_queries.get(s, form.query_id)
     if query is None:
         raise _invalid(f"Saved query #{form.query_id} no longer exists. Pick another query.")
+    _check_single_statement(query)
     expr = (form.cron_expression or "").strip()
     timezone = (form.timezone or "").strip()
     cron.validate(expr, timezone)
@@ -301,6 +311,18 @@ def _validated(s: Session, form: ScheduleForm, *, current: Schedule | None) -> t
     if len(keys) > MAX_KEY_COLUMNS:
         raise _invalid(f"Use at most {MAX_KEY_COLUMNS} key columns.")
     return query, ScheduleForm(query.id, expr, timezone, table, mode, keys)
+
+
+def _check_single_statement(query: SavedQuery) -> None:
+    """A schedule writes one result into one table: its query must hold exactly one statement."""
+    count = len(sql_text.split_statements(query.query_text or ""))
+    if count == 0:
+        raise _invalid(f"The saved query “{query.name}” is empty. Open it in the IDE, write the SELECT to "
+                       "schedule and save it, then pick it again.")
+    if count > 1:
+        raise _invalid(f"The saved query “{query.name}” holds {count} statements; a schedule writes one result "
+                       "into one table. Open it in the IDE, keep the one SELECT to schedule and save it, "
+                       "then pick it again.")
 
 
 def _check_table(s: Session, table: str, current: Schedule | None) -> None:

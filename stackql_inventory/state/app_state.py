@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from stackql_inventory.services import health, identity
+from stackql_inventory.services.errors import ErrorKind, UserFacingError
 
 
 def current_identity(state: rx.State) -> identity.Identity:
@@ -35,3 +36,17 @@ class AppState(rx.State):
         async with self:
             self.can_edit = editor
             self.db_error = problem
+
+
+async def list_error(state: rx.State, error: UserFacingError) -> str:
+    """What a background handler shows when its list could not be loaded (the one way, on every page).
+
+    A database problem goes to the page's banner (`AppState.db_error`: the database may have gone away after
+    the page loaded) and the list itself shows no error of its own; any other problem is the list's to show.
+    Call it outside `async with state` (it takes the lock).
+    """
+    if error.kind is not ErrorKind.DATABASE:
+        return error.message
+    async with state:
+        (await state.get_state(AppState)).db_error = error.message
+    return ""

@@ -34,3 +34,17 @@ def test_banner_on_every_page(page: Page, broken_app: AppServer, route: str) -> 
     expect(banner).to_contain_text("DATABASE_URL")
     expect(page.get_by_test_id("page-heading")).to_be_visible()
     assert "hunter2" not in page.content()
+
+
+@pytest.mark.parametrize(("route", "placeholder"), [
+    ("/ide", "query-library-empty"), ("/schedules", "schedules-empty"), ("/inventory", "inventory-empty"),
+    ("/providers", "providers-empty"),
+])
+def test_lists_say_they_are_unavailable_not_empty(page: Page, broken_app: AppServer, route: str,
+                                                  placeholder: str) -> None:
+    """An unreachable database is not an empty library: no "No … yet, create your first" invitation."""
+    page.goto(broken_app.url + route)
+    expect(page.get_by_test_id("db-banner")).to_be_visible()
+    empty = page.get_by_test_id(placeholder)
+    expect(empty).to_contain_text("Not available while the database is unreachable")
+    expect(empty).not_to_contain_text("yet")

@@ -4,6 +4,7 @@ browser, exports, a 100,000-row result, navigation."""
 from __future__ import annotations
 
 import csv
+import re
 import time
 import uuid
 
@@ -348,3 +349,105 @@ def test_provider_selector_lists_configured_providers(page: Page, aws_mapped) ->
     expect(page.get_by_role("option")).to_have_text(["No provider", "aws"])
     page.get_by_role("option", name="No provider").click()
     expect(select).to_have_text("No provider")
+
+
+def test_a_link_opens_a_saved_query_and_schedule_leads_to_the_prefilled_dialog(page: Page, app_db,
+                                                                              saved_names) -> None:
+    """The Inventory list links to `/ide?query=<id>`; "Schedule…" leads on to the Schedules dialog."""
+    name = f"linked query {uuid.uuid4().hex[:6]}"
+    saved_names.append(name)
+    text = "SELECT item_id, name FROM synthetic.bulk.items WHERE count = 4"
+    with app_db.begin() as c:
+        qid = c.execute(sa.text("INSERT INTO stackql_app.queries (name, query_text, provider, created_by) "
+                                "VALUES (:n, :t, '', 'someone') RETURNING id"), {"n": name, "t": text}).scalar()
+    open_ide(page)
+    expect(page.get_by_test_id("ide-schedule")).to_be_disabled()  # nothing saved is open
+    page.goto(f"/ide?query={qid}")
+    expect(page.get_by_test_id("ide-loaded-query")).to_have_text(name)
+    page.wait_for_function("(t) => (window.__stackqlIde && window.__stackqlIde.value() || '').includes(t)", arg=text)
+    schedule = page.get_by_test_id("ide-schedule")
+    expect(schedule).to_be_enabled()
+    schedule.click()
+    expect(page).to_have_url(re.compile(r"/schedules"))
+    expect(page.get_by_test_id("schedule-save")).to_be_visible()
+    expect(page.locator("button[data-testid=schedule-query-select]")).to_contain_text(name)
+    expect(page.get_by_test_id("schedule-target-table")).to_have_value(name.replace(" ", "_"))
+    page.get_by_test_id("schedule-cancel").click()
+
+    # Back in the IDE the query is still open; once edited it must be saved before it can be scheduled.
+    page.get_by_test_id("nav-ide").click()
+    expect(page.get_by_test_id("ide-loaded-query")).to_have_text(name)
+    page.wait_for_selector("[data-testid=ide-editor] .monaco-editor .view-lines")
+    page.locator("[data-testid=ide-editor] .monaco-editor").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type(" -- edited")
+    page.wait_for_function("() => window.__stackqlIde.value().includes('-- edited')")
+    page.get_by_test_id("page-heading").click()  # blur: the editor commits its text
+    expect(schedule).to_be_disabled()
+    expect(schedule).to_have_attribute("title", re.compile("Save your changes first"))
+    page.goto("/ide?query=notanumber")
+    expect(page.get_by_text("which is not a query id")).to_be_visible()
+
+
+def test_at_1280_by_800_nothing_overflows_or_hides_under_the_assistant(page: Page, app_db, saved_names) -> None:
+    name = f"a rather long saved query name {uuid.uuid4().hex[:6]} for the badge"
+    saved_names.append(name)
+    with app_db.begin() as c:
+        qid = c.execute(sa.text("INSERT INTO stackql_app.queries (name, query_text, provider, created_by) VALUES "
+                                "(:n, 'SELECT item_id, name FROM synthetic.bulk.items WHERE count = 30', '', 'x') "
+                                "RETURNING id"), {"n": name}).scalar()
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"/ide?query={qid}")
+    page.wait_for_selector("[data-testid=ide-editor] .monaco-editor .view-lines", timeout=60_000)
+    expect(page.get_by_test_id("ide-loaded-query")).to_be_visible()
+    page.get_by_test_id("ide-run").click()
+    expect(page.get_by_test_id("ide-row-count")).to_have_text("30 rows")
+    page.wait_for_function(FIRST_CELL)
+    width = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert width[0] <= width[1], f"the page scrolls sideways: {width}"
+    chat_left = page.get_by_test_id("chat-panel").bounding_box()["x"]
+    for testid in ("ide-run", "ide-save", "ide-schedule", "ide-loaded-query", "ide-results", "ide-export-csv",
+                   "ide-editor"):
+        box = page.get_by_test_id(testid).bounding_box()
+        assert box["x"] + box["width"] <= chat_left, f"{testid} runs under the assistant panel"
+    page.get_by_test_id("ide-save").click()
+    dialog = page.get_by_role("dialog").bounding_box()
+    assert dialog["y"] >= 0 and dialog["y"] + dialog["height"] <= 800 and dialog["x"] + dialog["width"] <= 1280
+
+
+def test_a_new_query_after_a_saved_one_is_saved_as_new_not_over_it(page: Page, app_db, saved_names) -> None:
+    """Emptying the editor, or × on the saved query's badge, starts a new query: Save must not default to
+    updating the query that was open (it silently replaced that query's text and name)."""
+    first = f"first {uuid.uuid4().hex[:6]}"
+    saved_names.append(first)
+    open_ide(page)
+    type_sql(page, "SELECT item_id FROM synthetic.bulk.items WHERE count = 2")
+    page.get_by_test_id("ide-save").click()
+    page.get_by_test_id("save-name").fill(first)
+    page.get_by_test_id("save-confirm").click()
+    expect(page.get_by_test_id("ide-loaded-query")).to_have_text(first)
+
+    # Clear the editor (and pause, as a person does): the badge goes, Save offers a new query.
+    page.locator("[data-testid=ide-editor] .monaco-editor").click()
+    page.keyboard.press("Control+a")
+    page.keyboard.press("Delete")
+    expect(page.get_by_test_id("ide-loaded-query")).to_have_count(0)
+    type_sql(page, "SELECT item_id FROM synthetic.bulk.items WHERE count = 3")
+    page.get_by_test_id("ide-save").click()
+    expect(page.get_by_test_id("save-confirm")).to_have_text("Save")
+    expect(page.get_by_test_id("save-mode")).to_have_count(0)
+    expect(page.get_by_test_id("save-name")).to_have_value("")
+    page.keyboard.press("Escape")
+
+    # × on the badge keeps the text but detaches it from the saved query.
+    page.get_by_test_id("ide-tab-library").click()
+    page.get_by_test_id("query-library-item").filter(has_text=first).get_by_test_id("query-library-open").click()
+    expect(page.get_by_test_id("ide-loaded-query")).to_have_text(first)
+    page.get_by_test_id("ide-detach-query").click()
+    expect(page.get_by_test_id("ide-loaded-query")).to_have_count(0)
+    assert "count = 2" in editor_value(page)
+    page.get_by_test_id("ide-save").click()
+    expect(page.get_by_test_id("save-confirm")).to_have_text("Save")
+    with app_db.connect() as c:
+        assert c.execute(sa.text("SELECT query_text FROM stackql_app.queries WHERE name = :n"),
+                         {"n": first}).scalar_one() == "SELECT item_id FROM synthetic.bulk.items WHERE count = 2"

@@ -5,6 +5,7 @@ schedule with its cron preview, run it now until it succeeds and its table exist
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -169,3 +170,59 @@ def test_pause_resume_and_delete_keeping_or_dropping_the_table(page: Page, app_d
     expect(page.get_by_test_id("schedules-notice")).to_contain_text("dropped")
     assert not _table_exists(app_db, "e2e_drop")
     assert _table_exists(app_db, "e2e_keep")
+
+
+def test_run_now_status_turns_live_while_the_next_slot_is_minutes_away(page: Page, app_db: sa.Engine,
+                                                                        saved_query: int) -> None:
+    """The poller sleeps until a slot due within ten minutes; Run now must wake it. (It used to keep
+    showing 'queued' until that slot, so a schedule every 5 minutes never showed its run finish.)"""
+    minute = (datetime.now(UTC) + timedelta(minutes=8)).minute  # due in ~8 minutes: well within the poll horizon
+    _open_new(page)
+    _fill(page, "schedule-cron", f"{minute} * * * *")
+    _fill(page, "schedule-target-table", "e2e_live_status")
+    _save(page)
+    expect(_row(page, "e2e_live_status")).to_have_count(1)
+    page.reload()  # a fresh page: its poller starts and goes to sleep until the slot
+    row = _row(page, "e2e_live_status")
+    expect(row.get_by_test_id("schedule-status")).to_have_text("never run")
+    page.wait_for_timeout(2_000)
+    row.get_by_test_id("schedule-run-now").click()
+    expect(row.get_by_test_id("schedule-status")).to_have_text("success", timeout=60_000)
+
+
+def test_links_prefill_a_new_schedule_and_point_at_an_existing_one(page: Page, app_db: sa.Engine,
+                                                                   saved_query: int) -> None:
+    # The IDE's "Schedule…" leads here: the dialog opens on that query with a table named after it.
+    page.goto(f"/schedules?new={saved_query}")
+    expect(page.get_by_test_id("schedule-save")).to_be_visible()
+    expect(page.locator("button[data-testid=schedule-query-select]")).to_contain_text(QUERY_NAME)
+    expect(page.get_by_test_id("schedule-target-table")).to_have_value("e2e_bulk_items")
+    page.wait_for_function("() => !location.search.includes('new=')")  # a reload does not reopen it
+    _save(page)
+    row = _row(page, "e2e_bulk_items")
+    expect(row).to_have_count(1)
+    expect(row).to_have_attribute("data-highlighted", "false")
+    schedule_id = row.get_attribute("data-schedule-id")
+
+    # The Inventory list links to its table's schedule: highlighted, with its run history open.
+    page.goto(f"/schedules?schedule={schedule_id}")
+    expect(_row(page, "e2e_bulk_items")).to_have_attribute("data-highlighted", "true")
+    expect(page.get_by_test_id("schedule-runs")).to_contain_text("No runs yet.")
+
+    # Stale links say what happened instead of showing nothing.
+    page.goto("/schedules?schedule=987654")
+    expect(page.get_by_test_id("schedules-error")).to_contain_text("Schedule #987654 no longer exists")
+    page.goto("/schedules?new=987654")
+    expect(page.get_by_test_id("schedules-error")).to_contain_text("Saved query #987654 no longer exists")
+    expect(page.get_by_test_id("schedule-save")).to_have_count(0)
+
+
+def test_a_query_of_two_statements_cannot_be_scheduled(page: Page, app_db: sa.Engine, saved_query: int) -> None:
+    with app_db.begin() as c:
+        c.execute(sa.text("UPDATE stackql_app.queries SET query_text = :t WHERE id = :q"),
+                  {"t": BULK_QUERY + ";\n\n" + BULK_QUERY, "q": saved_query})
+    before = _count(app_db)
+    page.goto(f"/schedules?new={saved_query}")
+    _save(page)
+    expect(page.get_by_test_id("form-error")).to_contain_text("holds 2 statements")
+    assert _count(app_db) == before
