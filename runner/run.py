@@ -18,6 +18,7 @@ import contextvars
 import logging
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -266,7 +267,9 @@ def _run(req: RunRequest, plan: _Plan, run: runs.RunView, trigger: str, t0: floa
     except Exception as exc:  # a bug: record it (redacted) rather than leaving the run "running"
         status, error_class = "failed", ErrorKind.INTERNAL.value
         message = redact(f"Internal error ({type(exc).__name__}): {exc}", secrets)
-        log.exception("event=run_crashed %s", _fields(run_id=run.id, schedule_id=plan.schedule_id))
+        # The traceback goes to the run's log redacted too: its frames can quote credential values.
+        log.error("event=run_crashed %s\n%s", _fields(run_id=run.id, schedule_id=plan.schedule_id),
+                  redact("".join(traceback.format_exception(exc)), secrets))
     finally:
         cancel_guard.finalizing()
     if message:

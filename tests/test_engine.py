@@ -448,8 +448,9 @@ def test_srv_restarts_only_when_credentials_change(make_engine):
     assert not pid_alive(first)
     seen = eng.run("SELECT sha256 FROM synthetic.env.credentials WHERE names = 'AWS_SECRET_ACCESS_KEY'", env_b)
     assert seen.rows == [(hashlib.sha256(b"secret-value-BBBB").hexdigest(),)]
-    # Only a keyed fingerprint is kept: the values live in the child's environment alone.
-    assert not _holds(eng, "secret-value-AAAA") and not _holds(eng, "secret-value-BBBB")
+    # The retired server's values are gone; the live one keeps its own only to redact what it says.
+    assert not _holds(eng, "secret-value-AAAA")
+    assert [s for s in (eng._warm._srv,) if s and "secret-value-BBBB" in s.secrets]
 
 
 def test_interactive_users_with_different_credentials_stay_isolated(make_engine):
@@ -499,6 +500,18 @@ def test_secret_values_never_reach_errors_or_logs(fake_engine, mode, caplog):
         assert "[REDACTED]" in err.value.message
         assert table not in err.value.message and table not in err.value.detail
     assert "hunter2secretvalue" not in caplog.text and inner not in caplog.text
+
+
+def test_errors_of_a_query_without_credentials_are_redacted_with_the_servers_own(fake_engine, caplog):
+    # The catalog (and the IDE when the mappings cannot be read) passes no credentials and reuses the
+    # warm server, which holds every provider's: what that server says is still redacted.
+    env = {**AWS_ENV, "AWS_SECRET_ACCESS_KEY": "hunter2secretvalue"}
+    fake_engine.run("SELECT instanceId FROM aws.ec2.instances WHERE region = 'eu-west-1'", env)
+    with pytest.raises(UserFacingError) as err:
+        fake_engine.run("SELECT * FROM aws.ec2.hunter2secretvalue WHERE region = 'x'", None)
+    assert "[REDACTED]" in err.value.message
+    assert "hunter2secretvalue" not in err.value.message + (err.value.detail or "")
+    assert "hunter2secretvalue" not in caplog.text
 
 
 def test_app_environment_never_changes(fake_engine):

@@ -26,6 +26,12 @@ from tests.support.scheduling import runs, schedule_row, seed_query
 ANA = Identity(user="ana@example.com", display_name="Ana", source="proxy")
 RUNNER_FILE = "/Workspace/Shared/stackql-inventory/runner.py"
 SECRET_VALUE = "ghp-super-secret-token-0042"
+ENDPOINT = "projects/inv/branches/production/endpoints/primary"
+RUNNER_SETTINGS = ["--env", "PGPORT=5432", "--env", "PGDATABASE=databricks_postgres", "--env", "PGSSLMODE=require",
+                   "--env", f"LAKEBASE_ENDPOINT={ENDPOINT}", "--env", "STACKQL_INVENTORY_SECRETS_BACKEND=databricks",
+                   "--env", "STACKQL_INVENTORY_SECRET_SCOPE=stackql-inventory",
+                   "--env", "STACKQL_INVENTORY_JOBS_BACKEND=databricks",
+                   "--env", "STACKQL_INVENTORY_QUERY_TIMEOUT=300", "--env", "STACKQL_INVENTORY_LOG_LEVEL=INFO"]
 
 
 @pytest.fixture
@@ -37,6 +43,9 @@ def fake(db: sa.Engine) -> Iterator[FakeDatabricks]:
             mp.delenv(name)
     with FakeDatabricks() as server:
         mp.setenv("STACKQL_INVENTORY_JOBS_BACKEND", "databricks")
+        mp.setenv("STACKQL_INVENTORY_SECRETS_BACKEND", "databricks")
+        mp.setenv("LAKEBASE_ENDPOINT", ENDPOINT)  # the app's database resource, as jobs must reach it
+        mp.setenv("PGDATABASE", "databricks_postgres")
         mp.setenv("STACKQL_INVENTORY_RUNNER_FILE", RUNNER_FILE)
         mp.setenv("STACKQL_INVENTORY_RUNNER_DEPENDENCIES", "psycopg2-binary>=2.9,<3, /Volumes/main/inv/whl/runner.whl")
         mp.setenv("DATABRICKS_HOST", server.url)
@@ -88,6 +97,61 @@ def _assert_no_secrets(fake: FakeDatabricks) -> None:
 # --- the job definition --------------------------------------------------------------------------
 
 
+def test_the_jobs_runner_gets_the_apps_database_and_secret_scope_and_nothing_secret(db, fake, monkeypatch) -> None:
+    """What a job run executes, parameters substituted as the Jobs service does, through job_entry's own parsing:
+    the runner reaches the app's Lakebase and secret scope (not an embedded database and local files)."""
+    import importlib.util
+    from pathlib import Path
+
+    from runner.__main__ import parse_args
+
+    path = Path(__file__).resolve().parents[1] / "infra" / "runner" / "job_entry.py"
+    spec = importlib.util.spec_from_file_location("job_entry", path)
+    job_entry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job_entry)
+
+    sch = _create(db)
+    params = _job(fake, sch.job_id)["settings"]["tasks"][0]["spark_python_task"]["parameters"]
+    argv = [p.replace("{{job.parameters.schedule_id}}", str(sch.id)).replace("{{job.run_id}}", "991")
+             .replace("{{job.parameters.trigger}}", "schedule") for p in params]
+    env, module, rest = job_entry.split_args(argv)
+    assert module == "runner"
+    for name in list(os.environ):
+        if name.startswith(("PG", "LAKEBASE_", "STACKQL_", "DATABRICKS_APP")):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    job = get_settings()
+    assert job.uses_lakebase and not job.uses_embedded_db and job.lakebase_endpoint == ENDPOINT
+    assert job.pgdatabase == "databricks_postgres" and job.secrets_backend.value == "databricks"
+    assert job.secret_scope == "stackql-inventory" and job.jobs_backend.value == "databricks"
+    req = parse_args(rest)
+    assert (req.schedule_id, req.backend, req.backend_run_id, req.trigger) == (sch.id, "databricks", "991", "schedule")
+    _assert_no_secrets(fake)
+
+
+@pytest.mark.parametrize(("setting", "value", "says"), [
+    ("LAKEBASE_ENDPOINT", None, "the embedded PostgreSQL on this machine"),
+    ("DATABASE_URL", "postgresql://inv:pw-in-url@db.example.com/inv", "DATABASE_URL"),
+    ("STACKQL_INVENTORY_SECRETS_BACKEND", "local", "cannot read this app's local secret files"),
+])
+def test_a_job_the_runner_could_not_run_is_refused_with_the_reason(db, fake, monkeypatch, setting, value,
+                                                                  says) -> None:
+    if value is None:
+        monkeypatch.delenv(setting)
+    else:
+        monkeypatch.setenv(setting, value)
+    get_settings.cache_clear()
+    qid = seed_query(db, name="q-refused")
+    with pytest.raises(UserFacingError) as err:
+        schedules.create_schedule(ANA, schedules.ScheduleForm(qid, "0 9 * * *", "UTC", "refused", "replace"))
+    assert err.value.kind is ErrorKind.CONFIG and says in err.value.message
+    assert "pw-in-url" not in err.value.message
+    assert not fake.requests_to("/api/2.2/jobs/create", "POST")
+    assert not runs(db) and not db.connect().execute(sa.text("SELECT 1 FROM stackql_app.schedules")).first()
+
+
 def test_backend_is_picked_from_the_settings(fake) -> None:
     assert backend_for().name == "databricks"
 
@@ -104,7 +168,8 @@ def test_create_sends_a_quartz_serverless_job_without_secrets(db, fake) -> None:
     assert "new_cluster" not in task and "existing_cluster_id" not in task  # serverless
     assert task["spark_python_task"] == {
         "python_file": RUNNER_FILE,
-        "parameters": ["--schedule-id", "{{job.parameters.schedule_id}}", "--backend-run-id", "{{job.run_id}}",
+        "parameters": [*RUNNER_SETTINGS, "--", "--schedule-id", "{{job.parameters.schedule_id}}",
+                       "--backend", "databricks", "--backend-run-id", "{{job.run_id}}",
                        "--trigger", "{{job.parameters.trigger}}"]}
     (env,) = body["environments"]
     assert env["environment_key"] == task["environment_key"]

@@ -25,6 +25,8 @@ from pathlib import Path
 _ALLOWED = re.compile(r"^(PG(HOST|PORT|DATABASE|USER|SSLMODE|APPNAME)|LAKEBASE_(ENDPOINT|INSTANCE)|STACKQL_INVENTORY_[A-Z0-9_]+"
                       r"|STACKQL_DOWNLOAD_DIR)$")
 _CREDENTIAL = re.compile(r"TOKEN|SECRET|PASSWORD|API_KEY|CREDENTIAL", re.IGNORECASE)
+# Names about secrets rather than holding one (services/jobs_databricks.runner_settings sends them).
+_NOT_A_CREDENTIAL = {"STACKQL_INVENTORY_SECRETS_BACKEND", "STACKQL_INVENTORY_SECRET_SCOPE"}
 
 
 def files_root(entry: str) -> Path:
@@ -49,7 +51,7 @@ def split_args(argv: list[str]) -> tuple[dict[str, str], str, list[str]]:
                 module = value
             else:
                 name, sep, setting = value.partition("=")
-                if not sep or not _ALLOWED.match(name) or _CREDENTIAL.search(name):
+                if not sep or not _ALLOWED.match(name) or (_CREDENTIAL.search(name) and name not in _NOT_A_CREDENTIAL):
                     raise SystemExit(f"job_entry: refusing --env {name!r}: only non-secret app settings "
                                      "(PG*, LAKEBASE_*, STACKQL_INVENTORY_*) may be job parameters.")
                 settings[name] = setting

@@ -64,8 +64,10 @@ class Srv:
 
     def __init__(self, argv: list[str], env: dict[str, str], fingerprint: str, secrets: list[str],
                  pool_size: int, start_timeout_s: float):
-        # Credential values live only in the child's environment: `secrets` (for redacting start-up
-        # errors) is used here and not kept; later callers pass their own.
+        # The credential values go to the child's environment; this process keeps them only as
+        # `secrets`, to redact whatever the server says (a caller that passes no credentials, such as
+        # the catalog, still reaches a server that holds them all).
+        self.secrets = list(secrets)
         self.fingerprint = fingerprint
         self.pool_size = pool_size
         self.in_flight = 0
@@ -92,7 +94,7 @@ class Srv:
             lines.append(raw.decode("utf-8", "replace").rstrip())
 
     def stderr_tail(self, secrets: list[str]) -> str:
-        return redact("\n".join(self._stderr), secrets)
+        return redact("\n".join(self._stderr), [*secrets, *self.secrets])
 
     def _connect(self, timeout_s: float = 5.0) -> Any:
         import psycopg2
@@ -193,6 +195,7 @@ class WarmSrv:
 
         t0 = time.monotonic()
         with registered(run_id, limits) as running, self._connection(wanted, binary, start, secrets) as (srv, conn):
+            secrets = [*secrets, *srv.secrets]
             stopper = _SrvStopper(conn, self.cancel_grace_s)
             healthy = True
             try:

@@ -1,7 +1,8 @@
 """The Databricks jobs backend: one Databricks Job per schedule (Quartz cron, serverless task running the runner).
 
-A job carries only the schedule id and the trigger as job parameters: never a credential. The runner reads
-the schedule, the query and the provider secrets itself at run time.
+A job carries the schedule id, the trigger and the app's non-secret settings the runner needs to find the
+database and the secrets (`job_entry.py --env NAME=VALUE`): never a credential. The runner authenticates as
+the job's run-as identity and reads the schedule, the query and the provider secrets itself at run time.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from databricks.sdk import WorkspaceClient
 from databricks.sdk.service import compute, jobs
 from sqlmodel import Session
 
-from stackql_inventory.config import Settings
+from stackql_inventory.config import Backend, Settings
 from stackql_inventory.db import schedules as db
 from stackql_inventory.db.engine import session_scope
 from stackql_inventory.db.models import Run, Schedule
@@ -106,6 +107,42 @@ def runner_dependencies(text: str) -> list[str]:
     return deps
 
 
+def runner_settings(settings: Settings) -> list[str]:
+    """The `--env NAME=VALUE` arguments (for infra/runner/job_entry.py) that point a job's runner at this app's
+    Lakebase database and Databricks secret scope. Serverless tasks have no environment of their own, and a
+    runner without these would fall back to an embedded database and local secret files.
+
+    Refuses (CONFIG) an app whose database or secrets a job cannot reach without a password in its definition.
+    """
+    if not settings.uses_lakebase:
+        where = ("DATABASE_URL (a password a job definition must not carry)" if settings.database_url is not None
+                 else "the embedded PostgreSQL on this machine")
+        raise UserFacingError(
+            f"Databricks jobs cannot reach this app's database: it uses {where}. Give the app a Lakebase database "
+            "resource (PGHOST, or LAKEBASE_ENDPOINT / LAKEBASE_INSTANCE), or set STACKQL_INVENTORY_JOBS_BACKEND=local "
+            "to run schedules in the app itself.", ErrorKind.CONFIG)
+    if settings.secrets_backend is not Backend.DATABRICKS:
+        raise UserFacingError(
+            "Databricks jobs cannot read this app's local secret files. Set STACKQL_INVENTORY_SECRETS_BACKEND="
+            "databricks (a secret scope the app and its jobs can read), or STACKQL_INVENTORY_JOBS_BACKEND=local.",
+            ErrorKind.CONFIG)
+    pairs = {
+        "PGHOST": settings.pghost,
+        "PGPORT": str(settings.pgport),
+        "PGDATABASE": settings.pgdatabase,
+        "PGUSER": settings.pguser,
+        "PGSSLMODE": settings.pgsslmode,
+        "LAKEBASE_ENDPOINT": settings.lakebase_endpoint,
+        "LAKEBASE_INSTANCE": settings.lakebase_instance,
+        "STACKQL_INVENTORY_SECRETS_BACKEND": Backend.DATABRICKS.value,
+        "STACKQL_INVENTORY_SECRET_SCOPE": settings.secret_scope,
+        "STACKQL_INVENTORY_JOBS_BACKEND": Backend.DATABRICKS.value,
+        "STACKQL_INVENTORY_QUERY_TIMEOUT": f"{settings.query_timeout_s:g}",
+        "STACKQL_INVENTORY_LOG_LEVEL": settings.log_level,
+    }
+    return [arg for name, value in pairs.items() if value for arg in ("--env", f"{name}={value}")]
+
+
 def job_name(schedule: Schedule) -> str:
     return f"{APP_TAG}: {schedule.target_schema}.{schedule.target_table}"
 
@@ -156,7 +193,9 @@ class DatabricksJobs:
                 max_retries=0,
                 spark_python_task=jobs.SparkPythonTask(
                     python_file=runner_file,
-                    parameters=["--schedule-id", "{{job.parameters.schedule_id}}",
+                    parameters=[*runner_settings(self.settings), "--",
+                                "--schedule-id", "{{job.parameters.schedule_id}}",
+                                "--backend", Backend.DATABRICKS.value,
                                 "--backend-run-id", "{{job.run_id}}",
                                 "--trigger", "{{job.parameters.trigger}}"],
                 ),
