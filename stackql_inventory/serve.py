@@ -121,7 +121,9 @@ def prepare_database() -> None:
 def reflex_command(port: int, dev: bool) -> list[str]:
     if dev:
         return [sys.executable, "-m", "reflex", "run", "--env", "dev"]
-    return [sys.executable, "-m", "reflex", "run", "--env", "prod", "--single-port", "--frontend-port", str(port)]
+    # Every interface: on Databricks the Apps proxy reaches the app over the container's network.
+    return [sys.executable, "-m", "reflex", "run", "--env", "prod", "--single-port", "--frontend-port", str(port),
+            "--backend-host", "0.0.0.0"]
 
 
 def serve(port: int, dev: bool = False) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -193,6 +194,15 @@ def test_npm_install_then_the_app_yaml_command_serves_on_the_app_port(tmp_path: 
     assert _leftovers(process.pid, tmp_path / "data" / "pg") == []
 
 
+def _non_loopback_address() -> str:
+    """This machine's address on its default route (a UDP connect sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.1", 9))
+        address = s.getsockname()[0]
+    assert not address.startswith("127."), "this machine has no non-loopback IPv4 address to test the bind with"
+    return address
+
+
 def test_make_run_serves_on_databricks_app_port(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STACKQL_", "DATABASE_URL", "PG", "DATABRICKS_"))}
@@ -210,8 +220,11 @@ def test_make_run_serves_on_databricks_app_port(tmp_path: Path) -> None:
         wait_http(f"http://127.0.0.1:{port}/", process, log_path)
         assert _get(f"http://127.0.0.1:{port}/ping").strip('"') == "pong"
         assert f"serving on port {port}" in log_path.read_text()
+        # Bound to every interface (the Apps proxy does not connect over loopback), not only 127.0.0.1.
+        address = _non_loopback_address()
+        assert _get(f"http://{address}:{port}/ping").strip('"') == "pong"
     finally:
-        os.killpg(process.pid, signal.SIGTERM)  # make and the app it started, as a terminal's Ctrl+C would
+        os.killpg(process.pid, signal.SIGINT)  # make and the app it started, as a terminal's Ctrl+C does
         try:
             process.wait(STOP_LIMIT_S + 10)
         except subprocess.TimeoutExpired:
