@@ -62,6 +62,8 @@ def parse_args(argv: Sequence[str] | None = None) -> RunRequest:
     p.add_argument("--backend-run-id", help="the job backend's id of this run (e.g. a Databricks job run id)")
     p.add_argument("--backend", choices=[b.value for b in config.Backend],
                    help="where it runs (default: STACKQL_INVENTORY_JOBS_BACKEND)")
+    p.add_argument("--requested-by", default="",
+                   help="who asked for the run (recorded as its created_by; default: scheduler or the local user)")
     p.add_argument("--run-id", type=_positive_int, help="take over this queued row of stackql_app.runs")
     p.add_argument("--target-table", help="one-off: the table in the target schema")
     p.add_argument("--target-schema", default="stackql_inventory", help="one-off: default stackql_inventory")
@@ -82,7 +84,8 @@ def parse_args(argv: Sequence[str] | None = None) -> RunRequest:
     return RunRequest(
         schedule_id=a.schedule_id, query_id=a.query_id, target_table=a.target_table, target_schema=a.target_schema,
         write_mode=a.write_mode, key_columns=keys, trigger=a.trigger, backend=a.backend,
-        backend_run_id=a.backend_run_id, run_id=a.run_id, timeout_s=a.timeout)
+        backend_run_id=a.backend_run_id, run_id=a.run_id, created_by=a.requested_by.strip()[:200],
+        timeout_s=a.timeout)
 
 
 def _on_signal(signum: int, frame: object) -> None:

@@ -113,7 +113,8 @@ def test_the_jobs_runner_gets_the_apps_database_and_secret_scope_and_nothing_sec
     sch = _create(db)
     params = _job(fake, sch.job_id)["settings"]["tasks"][0]["spark_python_task"]["parameters"]
     argv = [p.replace("{{job.parameters.schedule_id}}", str(sch.id)).replace("{{job.run_id}}", "991")
-             .replace("{{job.parameters.trigger}}", "schedule") for p in params]
+             .replace("{{job.parameters.trigger}}", "manual").replace("{{job.parameters.requested_by}}", "ana@example.com")
+             for p in params]
     env, module, rest = job_entry.split_args(argv)
     assert module == "runner"
     for name in list(os.environ):
@@ -127,7 +128,8 @@ def test_the_jobs_runner_gets_the_apps_database_and_secret_scope_and_nothing_sec
     assert job.pgdatabase == "databricks_postgres" and job.secrets_backend.value == "databricks"
     assert job.secret_scope == "stackql-inventory" and job.jobs_backend.value == "databricks"
     req = parse_args(rest)
-    assert (req.schedule_id, req.backend, req.backend_run_id, req.trigger) == (sch.id, "databricks", "991", "schedule")
+    assert (req.schedule_id, req.backend, req.backend_run_id, req.trigger, req.created_by) == (
+        sch.id, "databricks", "991", "manual", "ana@example.com")
     _assert_no_secrets(fake)
 
 
@@ -170,13 +172,13 @@ def test_create_sends_a_quartz_serverless_job_without_secrets(db, fake) -> None:
         "python_file": RUNNER_FILE,
         "parameters": [*RUNNER_SETTINGS, "--", "--schedule-id", "{{job.parameters.schedule_id}}",
                        "--backend", "databricks", "--backend-run-id", "{{job.run_id}}",
-                       "--trigger", "{{job.parameters.trigger}}"]}
+                       "--trigger", "{{job.parameters.trigger}}", "--requested-by", "{{job.parameters.requested_by}}"]}
     (env,) = body["environments"]
     assert env["environment_key"] == task["environment_key"]
     assert env["spec"] == {"environment_version": "4",
                            "dependencies": ["psycopg2-binary>=2.9,<3", "/Volumes/main/inv/whl/runner.whl"]}
     assert body["parameters"] == [{"name": "schedule_id", "default": str(sch.id)},
-                                  {"name": "trigger", "default": "schedule"}]
+                                  {"name": "trigger", "default": "schedule"}, {"name": "requested_by", "default": ""}]
     assert body["tags"]["app"] == "stackql-inventory"
     assert body["tags"]["stackql_inventory_schedule"] == str(sch.id)
     assert body["tags"]["stackql_inventory_target"] == "stackql_inventory.gh_repos"
@@ -268,7 +270,8 @@ def test_run_now_and_live_status_from_the_runs_api(db, fake) -> None:
     assert "(queued)" in message and f"/run/{run_id}" in message
     assert fake.requests_to("/api/2.2/jobs/runs/get")[-1].query["run_id"] == str(run_id)
     assert _body(fake, "/api/2.2/jobs/run-now") == {
-        "job_id": int(sch.job_id), "job_parameters": {"schedule_id": str(sch.id), "trigger": "manual"}}
+        "job_id": int(sch.job_id), "job_parameters": {"schedule_id": str(sch.id), "trigger": "manual",
+                                              "requested_by": "ana@example.com"}}
     assert schedules.list_schedules(backend=_fresh())[0].status == "queued"
     fake.start_run(run_id)
     assert schedules.list_schedules(backend=_fresh())[0].status == "running"

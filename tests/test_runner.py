@@ -388,6 +388,8 @@ def test_parse_args_builds_the_request():
     req = cli.parse_args(["--schedule-id", "3", "--run-id", "9", "--backend-run-id", "r-1", "--backend",
                           "databricks"])
     assert (req.schedule_id, req.run_id, req.backend_run_id, req.backend) == (3, 9, "r-1", "databricks")
+    assert req.created_by == ""  # the cron's run: "scheduler" in the ledger
+    assert cli.parse_args(["--schedule-id", "3", "--requested-by", " ann@example.com "]).created_by == "ann@example.com"
     for bad in (["--schedule-id", "0"], ["--schedule-id", "1", "--trigger", "cron"],
                 ["--timeout", "-1", "--schedule-id", "1"], ["--query-id", "1"], ["--schedule-id", "x"],
                 ["--run-id", "3", "--query-id", "1", "--target-table", "t"],

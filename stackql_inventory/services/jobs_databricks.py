@@ -197,7 +197,8 @@ class DatabricksJobs:
                                 "--schedule-id", "{{job.parameters.schedule_id}}",
                                 "--backend", Backend.DATABRICKS.value,
                                 "--backend-run-id", "{{job.run_id}}",
-                                "--trigger", "{{job.parameters.trigger}}"],
+                                "--trigger", "{{job.parameters.trigger}}",
+                                "--requested-by", "{{job.parameters.requested_by}}"],
                 ),
             )],
             environments=[jobs.JobEnvironment(
@@ -207,7 +208,9 @@ class DatabricksJobs:
             )],
             # Identifiers only: the runner reads the query and secrets itself.
             parameters=[jobs.JobParameterDefinition(name="schedule_id", default=str(schedule.id)),
-                        jobs.JobParameterDefinition(name="trigger", default="schedule")],
+                        jobs.JobParameterDefinition(name="trigger", default="schedule"),
+                        # Who pressed "Run now" (empty for the cron): the run's created_by in the ledger.
+                        jobs.JobParameterDefinition(name="requested_by", default="")],
             max_concurrent_runs=1,
             queue=jobs.QueueSettings(enabled=True),
             timeout_seconds=int(self.settings.query_timeout_s) + 1800,
@@ -280,7 +283,8 @@ class DatabricksJobs:
                                   ErrorKind.NOT_FOUND)
         try:
             waiter = self._w().jobs.run_now(job_id=int(schedule.job_id),
-                                            job_parameters={"schedule_id": str(schedule.id), "trigger": "manual"})
+                                            job_parameters={"schedule_id": str(schedule.id), "trigger": "manual",
+                                                            "requested_by": actor})
         except Exception as e:
             raise self._job_error(e, schedule.job_id) from e
         run_id = waiter.response.run_id
