@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import urllib.parse
 
 import pytest
 
@@ -36,3 +38,18 @@ def test_short_pieces_and_no_credentials_hide_nothing_else():
     found = secret_values({"A": "ab\ncd"})  # lines under 8 characters are too common to hide on their own
     assert found == ["ab\ncd"]
     assert redact("ab and cd stay", found) == "ab and cd stay"
+
+
+def test_encoded_forms_of_a_credential_are_redacted_too():
+    token, user = "ghp_abcd/efgh+1234=xyz", "octocat"
+    pem = "-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\n-----END KEY-----"
+    values = secret_values({"STACKQL_GITHUB_USERNAME": user, "STACKQL_GITHUB_PASSWORD": token, "KEY": pem})
+    basic = base64.b64encode(f"{user}:{token}".encode()).decode()
+    echoed = (f"GET /user?access_token={urllib.parse.quote(token, safe='')} -> 401; "
+              f"Authorization: Basic {basic}; token b64 {base64.b64encode(token.encode()).decode()}; "
+              f"body {json.dumps({'key': pem})}")
+    out = redact(echoed, values)
+    assert token not in out and urllib.parse.quote(token, safe="") not in out
+    assert basic.rstrip("=") not in out and base64.b64encode(token.encode()).decode().rstrip("=") not in out
+    assert json.dumps(pem)[1:-1] not in out and "MIIEvQIBADANBgkqhkiG9w0B" not in out
+    assert out.count("[REDACTED]") >= 4 and out.startswith("GET /user?access_token=[REDACTED] -> 401")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from enum import Enum
 
@@ -65,8 +67,24 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
 def secret_values(env: Mapping[str, str] | None) -> list[str]:
     """Every value to hide for `redact`: each credential in `env` (name -> value), plus the pieces a
     message could quote on their own: the lines of multi-line values and the strings inside JSON
-    credentials (service-account files, PEM keys written with `\\n`).
+    credentials (service-account files, PEM keys written with `\\n`), and the encodings an HTTP
+    client puts on the wire and an error can echo: percent-encoded, JSON-escaped, base64, and the
+    base64 of `user:password` pairs (Basic auth, as stackql sends GitHub and Okta credentials).
     """
+    found = _plain_values(env)
+    values = [v for v in (env or {}).values() if v]
+    encoded: list[str] = []
+    for value in found:
+        if len(value) >= 8:
+            encoded += [urllib.parse.quote(value, safe=""), json.dumps(value)[1:-1],
+                        base64.b64encode(value.encode()).decode().rstrip("=")]
+    if len(values) <= 16:
+        encoded += [base64.b64encode(f"{a}:{b}".encode()).decode().rstrip("=")
+                    for a in values for b in values if a is not b and len(a) + len(b) >= 8]
+    return found + [e for e in encoded if e not in found]
+
+
+def _plain_values(env: Mapping[str, str] | None) -> list[str]:
     found: list[str] = []
     for value in (env or {}).values():
         found.append(value)
