@@ -56,7 +56,10 @@ def main() -> None:
     args = parser.parse_args()
     with FakeDatabricks() as fake:
         client = fake.client()
-        settings = Settings(STACKQL_INVENTORY_JOBS_BACKEND="databricks",
+        # As on Databricks: Lakebase and the secret scope (a job could reach neither an embedded database
+        # nor local secret files, and the backend refuses to create one).
+        settings = Settings(STACKQL_INVENTORY_JOBS_BACKEND="databricks", STACKQL_INVENTORY_SECRETS_BACKEND="databricks",
+                            LAKEBASE_ENDPOINT="projects/inv/branches/production/endpoints/primary",
                             STACKQL_INVENTORY_RUNNER_FILE="/Workspace/Shared/stackql-inventory/runner.py")
         creator = DatabricksJobs(settings, client)
         schedules = []
