@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     # results kept per browser session (the oldest go first).
     result_cache_mb: int = Field(1024, ge=16, validation_alias=_env("STACKQL_INVENTORY_RESULT_CACHE_MB"))
     results_per_session: int = Field(3, ge=1, le=50, validation_alias=_env("STACKQL_INVENTORY_RESULTS_PER_SESSION"))
+    # IDE runs kept in the history per user (0: every run is kept).
+    history_keep: int = Field(0, ge=0, validation_alias=_env("STACKQL_INVENTORY_HISTORY_KEEP"))
     # How long pystackql may take to provision (download) the binary before we give up.
     stackql_install_timeout_s: float = Field(
         120.0, gt=0, validation_alias=_env("STACKQL_INVENTORY_INSTALL_TIMEOUT")

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
+from stackql_inventory.config import get_settings
 from stackql_inventory.db import engine as db_engine
 from stackql_inventory.services import history, ide_queries
 from stackql_inventory.services.errors import ErrorKind, UserFacingError
@@ -51,8 +52,16 @@ def test_search_limit_and_get(db):
     assert e.value.kind is ErrorKind.NOT_FOUND
 
 
+def test_every_run_is_kept_by_default(db):
+    for i in range(30):
+        history.record("ana", query_text=f"SELECT {i}", provider="", status=RunStatus.SUCCESS,
+                       started_at=T0 + timedelta(seconds=i))
+    assert len(history.recent("ana", limit=500)) == 30
+
+
 def test_long_texts_are_cut_and_old_runs_pruned(db, monkeypatch):
-    monkeypatch.setattr(history, "KEEP_PER_USER", 3)
+    monkeypatch.setenv("STACKQL_INVENTORY_HISTORY_KEEP", "3")
+    get_settings.cache_clear()
     history.record("bob", query_text="SELECT bob", provider="", status=RunStatus.SUCCESS, started_at=T0)
     for i in range(5):
         history.record("ana", query_text=f"SELECT {i}" + " " * 200_000, provider="", status=RunStatus.ERROR,

@@ -6,12 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
+from stackql_inventory.config import get_settings
 from stackql_inventory.db import query_history
 from stackql_inventory.db.engine import session_scope
 from stackql_inventory.services.errors import ErrorKind, UserFacingError
 
-# Runs kept per user (older ones are deleted as new ones arrive).
-KEEP_PER_USER = 1000
 # Longest query text and error message stored.
 MAX_TEXT = 100_000
 MAX_ERROR = 4000
@@ -57,7 +56,9 @@ def record(user: str, *, query_text: str, provider: str, status: RunStatus, row_
             s, user_name=user, provider=provider or None, query_text=query_text[:MAX_TEXT],
             status=RunStatus(status).value, row_count=row_count, elapsed_s=elapsed_s,
             error_message=(error_message[:MAX_ERROR] or None), started_at=started_at)
-        query_history.prune(s, user, keep=KEEP_PER_USER)
+        keep = get_settings().history_keep
+        if keep:  # a retention limit was asked for: older runs of this user go as new ones arrive
+            query_history.prune(s, user, keep=keep)
         return _entry(row)
 
 
