@@ -48,8 +48,7 @@ def _row(v: ScheduleView) -> dict[str, str]:
         "description": v.cron_description,
         "timezone": v.timezone, "next_run": _when(v.next_run_at, v.timezone) if v.is_active else "paused",
         "next_run_ts": str(v.next_run_at.timestamp()) if v.next_run_at else "",
-        "backoff": (f"delayed after {v.failures} failed run{'s' if v.failures > 1 else ''}"
-                    if v.failures and v.is_active and not v.job_id else ""),
+        "backoff": v.backoff_note,
         "target": v.target, "table": v.target_table, "mode": v.write_mode, "keys": ", ".join(v.key_columns),
         "active": "active" if v.is_active else "paused", "is_active": "1" if v.is_active else "",
         "last_run": _when(v.last_run_at, v.timezone), "status": v.status, "in_flight": "1" if v.in_flight else "",
