@@ -49,7 +49,7 @@ def _row(v: ScheduleView) -> dict[str, str]:
         "timezone": v.timezone, "next_run": _when(v.next_run_at, v.timezone) if v.is_active else "paused",
         "next_run_ts": str(v.next_run_at.timestamp()) if v.next_run_at else "",
         "backoff": v.backoff_note,
-        "target": v.target, "table": v.target_table, "mode": v.write_mode, "keys": ", ".join(v.key_columns),
+        "target": v.target, "schema": v.target_schema, "table": v.target_table, "mode": v.write_mode, "keys": ", ".join(v.key_columns),
         "active": "active" if v.is_active else "paused", "is_active": "1" if v.is_active else "",
         "last_run": _when(v.last_run_at, v.timezone), "status": v.status, "in_flight": "1" if v.in_flight else "",
         "last_run_ts": str(v.last_run_at.timestamp()) if v.last_run_at else "",
@@ -60,7 +60,7 @@ def _row(v: ScheduleView) -> dict[str, str]:
 def _run_row(r: RunInfo, tz: str) -> dict[str, str]:
     return {
         "id": r.run_id, "trigger": r.trigger, "started": _when(r.started_at, tz), "status": r.status,
-        "duration": formatting.duration(r.duration_s), "rows": formatting.count(r.rows_written),
+        "duration": formatting.duration(r.duration_s), "rows": formatting.count(r.rows_written) or "—",
         "error_class": r.error_class, "error": r.error_message, "url": r.url,
     }
 
@@ -506,7 +506,8 @@ def page() -> rx.Component:
             S.rows.length() > 0,
             schedule_table(S),
             empty_state("calendar-clock", "No schedules yet",
-                        "Save a query in the IDE, then schedule it to fill an inventory table.", "schedules-empty"),
+                        "Save a query in the IDE, then schedule it to fill an inventory table.", "schedules-empty",
+                        read_only_hint="Editors schedule saved queries here to fill inventory tables."),
         ),
         schedule_dialog(S),
         delete_dialog(S),

@@ -258,3 +258,25 @@ def test_run_now_notice_turns_into_the_outcome_and_a_failed_manual_run_delays_no
     expect(row.get_by_test_id("schedule-status")).to_have_text("failed")
     expect(row).to_contain_text(next_slot.strftime("%Y-%m-%d %H:%M"))
     expect(row).not_to_contain_text("delayed")
+
+
+def test_a_long_table_name_keeps_the_row_actions_on_a_1280_px_screen(page: Page, app_db: sa.Engine,
+                                                                        saved_query: int) -> None:
+    """A 63-character table name (the longest allowed) used to widen the table past the window, pushing the
+    row's Pause, Edit, History and Delete buttons out of sight."""
+    table = "github_repositories_with_default_branch_protection_all_orgs_abc"
+    assert len(table) == 63
+    with app_db.begin() as c:
+        c.execute(sa.text("INSERT INTO stackql_app.schedules (query_id, cron_expression, timezone, target_table, "
+                          "write_mode, key_columns, next_run_at) VALUES (:q, '15 9 * * 1-5', "
+                          "'America/Argentina/Buenos_Aires', :t, 'history', "
+                          "'{organisation_name,repository_full_name}', now() + interval '2 days')"),
+                  {"q": saved_query, "t": table})
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto("/schedules")
+    row = _row(page, table)
+    expect(row).to_have_count(1)
+    for testid in ("schedule-run-now", "schedule-pause", "schedule-edit", "schedule-history", "schedule-delete"):
+        box = row.get_by_test_id(testid).bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 1280, (testid, box)
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 1280
