@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 
 def timestamp(dt: datetime | None, *, tz: timezone | None = None) -> str:
@@ -29,6 +29,14 @@ def count(n: int | None) -> str:
     return "" if n is None else f"{n:,}"
 
 
+def rows_shown(total: int, shown: int | None = None) -> str:
+    """`1,500 rows`, `1 row`; with `shown` (rows left by a filter): `100 of 1,500 rows`."""
+    noun = "row" if total == 1 else "rows"
+    if shown is None:
+        return f"{count(total)} {noun}"
+    return f"{count(shown)} of {count(total)} {noun}"
+
+
 def duration(seconds: float | None) -> str:
     """`850 ms`, `12.3 s`, `4 m 05 s`."""
     if seconds is None:
@@ -42,3 +50,24 @@ def duration(seconds: float | None) -> str:
         return f"{minutes} m {secs:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} m"
+
+
+def span(delta: timedelta) -> str:
+    """A length of time as people say it: `45 s`, `12 min`, `3.5 h`, `2.0 days` (negative counts as 0)."""
+    seconds = max(delta.total_seconds(), 0.0)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 36 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def age(dt: datetime | None, now: datetime) -> str:
+    """How long before `now` `dt` was: `12 min ago` ('' for None; a time ahead of `now` counts as `0 s ago`)."""
+    if dt is None:
+        return ""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return f"{span(now - dt)} ago"

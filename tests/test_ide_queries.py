@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from stackql_inventory.config import get_settings
 from stackql_inventory.services import catalog, engine, ide_queries, result_store
 from stackql_inventory.services.catalog import Catalog
 from stackql_inventory.services.errors import ErrorKind, UserFacingError
@@ -19,6 +20,7 @@ __all__ = ["fake_download_dir", "process_engine"]  # fixtures re-exported for py
 pytestmark = pytest.mark.timeout(180)
 
 ANA = Identity(user="ana@example.com", display_name="Ana", source="proxy")
+READER = Identity(user="reader@example.com", display_name="Reader", source="proxy")
 EC2 = "SELECT instanceId, instanceType FROM aws.ec2.instances WHERE region = 'us-east-1'"
 
 
@@ -162,9 +164,40 @@ def test_missing_param_hints_come_from_show_methods(cat):
 
 
 def test_pull_provider(cat):
-    message = ide_queries.pull_provider("okta", cat)
+    message = ide_queries.pull_provider(ANA, "okta", cat)
     assert "okta" in message and "installed" in message
     assert "okta" in {n.name for n in ide_queries.schema_children("", cat)}
+
+
+@pytest.fixture
+def read_only():
+    """Only Ana edits: READER has a read-only app."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STACKQL_INVENTORY_EDITORS", "ana@example.com")
+    get_settings.cache_clear()
+    yield
+    mp.undo()
+    get_settings.cache_clear()
+
+
+def test_read_only_users_cannot_pull_providers(cat, read_only):
+    """A provider pulled from the registry is installed for everyone: editors only, whatever the page shows."""
+    before = {n.name for n in ide_queries.schema_children("", cat)}
+    assert "cloudflare" not in before and "cloudflare" in {n.name for n in ide_queries.registry_providers(cat)}
+    with pytest.raises(UserFacingError) as e:
+        ide_queries.pull_provider(READER, "cloudflare", cat)
+    assert e.value.kind is ErrorKind.PERMISSION
+    assert "Reader has read-only access and cannot pull providers from the registry" in e.value.message
+    assert {n.name for n in ide_queries.schema_children("", cat)} == before
+
+
+@pytest.mark.parametrize("text", ["REGISTRY PULL cloudflare", "-- install it\n  registry\n pull cloudflare;"])
+def test_read_only_users_cannot_pull_from_the_editor_either(db, process_engine, read_only, text):
+    with pytest.raises(UserFacingError) as e:
+        ide_queries.run(text, actor=READER, session="s", run_id="pull")
+    assert e.value.kind is ErrorKind.PERMISSION and "cannot pull providers" in e.value.message
+    assert "cloudflare" not in {p.name for p in catalog.get_catalog().providers()}
+    assert ide_queries.run("SELECT 1 AS one", actor=READER, session="s", run_id="read").row_count == 1
 
 
 # ============================================================================ running

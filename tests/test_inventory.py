@@ -245,3 +245,36 @@ def test_list_runs_while_a_run_writes(db: sa.Engine) -> None:
         stop.set()
         t.join()
     assert all(v is not None for v in seen) and seen == sorted(seen)
+
+
+def test_the_details_panel_shows_the_last_refresh_like_the_rest_of_the_page(db: sa.Engine) -> None:
+    """The writer keeps an ISO time in the table's COMMENT (for readers elsewhere); the page showed it raw
+    (`2026-11-26T11:18:03.250000+00:00`) beside formatted times everywhere else."""
+    from stackql_inventory.services import inventory_writer
+
+    collected = datetime(2026, 11, 26, 11, 18, 3, 250000, tzinfo=UTC)
+    rows = [(str(i),) for i in range(1234)]
+    inventory_writer.write("stackql_inventory", "ec2", ["id"], iter(rows), mode="replace", run_id=42,
+                           collected_at=collected, key_columns=(),
+                           provenance=inventory_writer.Provenance(query_name="EC2", query_id=3))
+    comment = _by_name()["ec2"].comment
+    assert f"Last refresh: {collected.isoformat()} by run 42 (1234 rows)" in comment
+    shown = inventory.comment_for_display(comment, NOW).splitlines()
+    assert shown[-1] == "Last refresh: 2026-11-26 11:18 UTC (42 min ago) by run 42 (1,234 rows)"
+    assert shown[:-1] == comment.splitlines()[:-1]  # the rest as written
+
+
+@pytest.mark.parametrize(("comment", "shown"), [
+    ("Last refresh: 2026-11-24T12:00:00+00:00 by run 1 (1 rows)",
+     "Last refresh: 2026-11-24 12:00 UTC (2.0 days ago) by run 1 (1 row)"),
+    ("Last refresh: 2026-11-26T13:30:00+01:30 by run 2 (0 rows)",  # another offset: shown in UTC
+     "Last refresh: 2026-11-26 12:00 UTC (0 s ago) by run 2 (0 rows)"),
+    ("Last refresh: 2026-11-26T11:59:30Z by run 3 (7 rows)",
+     "Last refresh: 2026-11-26 11:59 UTC (30 s ago) by run 3 (7 rows)"),
+    ("Last refresh: soon by run 4 (7 rows)", "Last refresh: soon by run 4 (7 rows)"),  # not a time: left alone
+    ("Materialized view over stackql_inventory, created by ana on 2026-11-26 10:00 UTC.",
+     "Materialized view over stackql_inventory, created by ana on 2026-11-26 10:00 UTC."),
+    ("", ""),
+])
+def test_comment_for_display(comment: str, shown: str) -> None:
+    assert inventory.comment_for_display(comment, NOW) == shown

@@ -190,7 +190,7 @@ def test_an_injected_lookup_replaces_scim() -> None:
 # Service functions that take `actor` but only record who did something (no write a read-only user must be
 # kept from). Each entry is a decision: add one only for reads / run history / ad-hoc IDE runs.
 ACTOR_WITHOUT_EDITOR_CHECK: set[str] = {
-    "ide_queries.run",  # an ad-hoc IDE run: read-only users may run queries
+    "ide_queries.run",  # an ad-hoc IDE run: read-only users may run queries (REGISTRY PULL is checked)
     "ide_queries.record",  # the run history of that run
 }
 

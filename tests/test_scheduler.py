@@ -194,6 +194,25 @@ def test_failed_run_backs_off(db: sa.Engine, runner_spec) -> None:
     row = schedule_row(db, sch.id)
     finished = runs(db, sch.id)[0]["finished_at"]
     assert row["next_run_at"] == cron.next_run_after("*/5 * * * *", "UTC", finished) + timedelta(minutes=2)
+    (view,) = schedules.list_schedules()
+    assert (view.next_run_at, view.backoff_delay) == (row["next_run_at"], timedelta(minutes=2))
+    assert view.backoff_note == "delayed 2 min after 1 failed run"
+
+
+def test_a_failed_manual_run_does_not_delay_the_next_run(db: sa.Engine, runner_spec) -> None:
+    """Manual runs leave the plan alone: the list must not claim the next run is delayed (it used to say
+    "delayed after 1 failed run" whenever the failure count was above zero)."""
+    runner_spec(outcome="failed", sleep=0.1)
+    sch = _create(db, "0 4 1 1 *", "manual_failure", now=datetime.now(UTC))
+    planned = schedule_row(db, sch.id)["next_run_at"]
+    schedules.run_now(ANA, sch.id)
+    with SchedulerThread(_scheduler()) as t:
+        wait_for(lambda: schedule_row(db, sch.id)["consecutive_failures"] == 1, 10, what="the failure")
+        wait_for(lambda: not t.scheduler.running_children, 5)
+    assert schedule_row(db, sch.id)["next_run_at"] == planned
+    (view,) = schedules.list_schedules()
+    assert (view.status, view.failures, view.next_run_at) == ("failed", 1, planned)
+    assert (view.backoff_delay, view.backoff_note) == (timedelta(0), "")
 
 
 def test_runner_that_exits_without_a_result_fails_the_run(db: sa.Engine, runner_spec) -> None:

@@ -241,6 +241,53 @@ def test_run_now_queues_a_manual_run_and_history_shows_it(db) -> None:
     assert schedules.list_schedules()[0].status == "failed"
 
 
+@pytest.mark.parametrize(("failures", "delay", "note"), [
+    (0, timedelta(0), ""),
+    (1, timedelta(0), ""),  # failed, but the next run is on its slot (e.g. a manual run failed)
+    (0, timedelta(minutes=5), ""),
+    (1, timedelta(minutes=2), "delayed 2 min after 1 failed run"),
+    (2, timedelta(minutes=4), "delayed 4 min after 2 failed runs"),
+    (7, timedelta(minutes=60), "delayed 60 min after 7 failed runs"),
+])
+def test_backoff_note_only_for_a_real_delay(failures: int, delay: timedelta, note: str) -> None:
+    assert schedules.backoff_note(failures, delay) == note
+
+
+def _set(db: sa.Engine, schedule_id: int, **values) -> None:
+    sets = ", ".join(f"{k} = :{k}" for k in values)
+    with db.begin() as c:
+        c.execute(sa.text(f"UPDATE stackql_app.schedules SET {sets} WHERE id = :id"), {"id": schedule_id, **values})
+
+
+def test_the_list_says_delayed_only_when_failures_push_the_next_run_back(db) -> None:
+    """The scheduler plans the first slot after the last run plus 2**failures minutes (services/scheduler.py);
+    the note appears only when next_run_at really is later than that slot."""
+    qid = seed_query(db)
+    sch = schedules.create_schedule(ANA, _form(qid, cron_expression="0 */6 * * *"), now=NOW).schedule
+    ran = datetime(2026, 3, 29, 0, 0, 2, tzinfo=UTC)  # the 00:00 run started, then failed
+    # As the scheduler replans after the third failure in a row: 06:00 + 8 min.
+    _set(db, sch.id, consecutive_failures=3, last_run_at=ran, last_run_status="failed",
+         next_run_at=datetime(2026, 3, 29, 6, 8, tzinfo=UTC))
+    (view,) = schedules.list_schedules(now=ran)
+    assert (view.backoff_delay, view.backoff_note) == (timedelta(minutes=8), "delayed 8 min after 3 failed runs")
+    # A failed manual run leaves the plan on its slot: failures, but nothing delayed.
+    _set(db, sch.id, consecutive_failures=1, next_run_at=datetime(2026, 3, 29, 6, 0, tzinfo=UTC))
+    assert schedules.list_schedules(now=ran)[0].backoff_note == ""
+    # Edited (or resumed) with failures: planned from the edit, still delayed.
+    edited = schedules.update_schedule(ANA, sch.id, _form(qid, cron_expression="0 * * * *"),
+                                       now=datetime(2026, 3, 29, 1, 30, tzinfo=UTC)).schedule
+    assert edited.next_run_at == datetime(2026, 3, 29, 2, 2, tzinfo=UTC)
+    assert edited.backoff_note == "delayed 2 min after 1 failed run"
+    # Paused: no next run, nothing delayed.
+    assert schedules.set_active(ANA, sch.id, False, now=NOW).schedule.backoff_note == ""
+    schedules.set_active(ANA, sch.id, True, now=datetime(2026, 3, 29, 1, 40, tzinfo=UTC))
+    assert schedules.list_schedules(now=ran)[0].backoff_note == "delayed 2 min after 1 failed run"
+    # A run in flight: the scheduler plans the plain next slot until it ends.
+    schedules.run_now(ANA, sch.id)
+    (view,) = schedules.list_schedules(now=ran)
+    assert view.in_flight and view.backoff_note == ""
+
+
 def test_delete_keeps_the_table_unless_asked(db) -> None:
     qid = seed_query(db)
     keep = schedules.create_schedule(ANA, _form(qid, target_table="keep_me"), now=NOW).schedule

@@ -4,8 +4,9 @@
 // POST /api/ide/results/<id>/rows for one block of rows at a time, with its sort and filter
 // models, and receives `{"total": n, "rows": [[...], ...]}` (rows as arrays, in column order).
 // Only the rows on screen are in the DOM. JSON cells show compactly with a button opening them
-// formatted.
-import { createElement, useCallback, useMemo, useState } from "react";
+// formatted. `onRowsShown({result_id, shown, filtered})` reports how many rows match the grid's
+// filters whenever that changes (the row badge says "1,234 of 100,000 rows").
+import { createElement, useCallback, useMemo, useRef, useState } from "react";
 import { AgGridReact } from "ag-grid-react";
 import {
   ColumnAutoSizeModule,
@@ -91,9 +92,13 @@ const GRID_CSS = `
 .sq-grid-error { padding: 8px 12px; color: var(--red-11, #b00); }
 `;
 
-export function ResultsGrid({ resultId, columns, columnTypes, rowCount, dark, height, ...rest }) {
+export function ResultsGrid({ resultId, columns, columnTypes, rowCount, dark, height, onRowsShown, ...rest }) {
   const [jsonView, setJsonView] = useState(null);
   const [loadError, setLoadError] = useState("");
+  // The last count reported through onRowsShown (one event per change, not one per block).
+  const reported = useRef("");
+  const report = useRef(onRowsShown);
+  report.current = onRowsShown;
 
   const datasource = useMemo(() => ({
     getRows: async (params) => {
@@ -116,6 +121,12 @@ export function ResultsGrid({ resultId, columns, columnTypes, rowCount, dark, he
         }
         setLoadError("");
         params.successCallback(data.rows, data.total);
+        const filtered = Object.keys(params.filterModel || {}).length > 0;
+        const key = `${resultId}|${data.total}|${filtered}`;
+        if (reported.current !== key && report.current) {
+          reported.current = key;
+          report.current({ result_id: resultId, shown: data.total, filtered });
+        }
       } catch (_err) {
         setLoadError("The rows could not be loaded: the server did not answer. Retry in a moment.");
         params.failCallback();

@@ -98,11 +98,13 @@ def page_frame(active: str, title: str, *children: rx.Component, actions: rx.Com
     )
 
 
-def empty_state(icon: str, title: str, hint: str, testid: str) -> rx.Component:
+def empty_state(icon: str, title: str, hint: str, testid: str, *, read_only_hint: str | None = None
+                ) -> rx.Component:
     """A friendly placeholder for an empty list.
 
     While the database is unreachable a list is unknown, not empty: the placeholder says so instead of
-    inviting the user to create a first item (the banner above says what is wrong).
+    inviting the user to create a first item (the banner above says what is wrong). `read_only_hint`
+    replaces `hint` for users who cannot create items (not editors), so they are not asked to.
     """
     return rx.center(
         rx.cond(
@@ -118,7 +120,8 @@ def empty_state(icon: str, title: str, hint: str, testid: str) -> rx.Component:
             rx.vstack(
                 rx.icon(icon, size=32, color=rx.color("gray", 8)),
                 rx.text(title, weight="medium"),
-                rx.text(hint, size="2", color_scheme="gray"),
+                rx.text(hint if read_only_hint is None else rx.cond(AppState.can_edit, hint, read_only_hint),
+                        size="2", color_scheme="gray", text_align="center"),
                 align="center",
                 spacing="2",
             ),

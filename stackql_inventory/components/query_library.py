@@ -198,7 +198,8 @@ def _item(q: rx.Var[dict[str, str]]) -> rx.Component:
             rx.text(q["name"], weight="medium", size="2", custom_attrs={"data-testid": "query-library-name"}),
             rx.cond(q["description"] != "", rx.text(q["description"], size="1", color_scheme="gray")),
             rx.text(
-                rx.cond(q["provider"] != "", q["provider"] + " · ", ""), q["owner"], " · ", q["updated"],
+                rx.cond(q["provider"] != "", q["provider"] + " · ", ""), q["owner"], " · ",
+                rx.el.span(q["updated"], white_space="nowrap"),  # wraps before the date, not inside it
                 size="1", color_scheme="gray",
             ),
             on_click=LibraryState.open_query(q["id"]),
@@ -252,7 +253,8 @@ def query_library() -> rx.Component:
                 LibraryState.search != "",
                 rx.text("No saved query matches.", size="2", color_scheme="gray"),
                 empty_state("library", "No saved queries yet", "Write a query and save it to build your library.",
-                            "query-library-empty"),
+                            "query-library-empty",
+                            read_only_hint="Queries editors save appear here; you can run your own meanwhile."),
             ),
         ),
         width="100%",

@@ -26,6 +26,9 @@ class ResultsGrid(rx.Component):
     # CSS height of the grid.
     height: rx.Var[str]
 
+    # {result_id, shown, filtered}: rows matching the grid's filters, whenever that number changes.
+    on_rows_shown: rx.EventHandler[rx.event.passthrough_event_spec(dict)]
+
 
 results_grid = ResultsGrid.create
 
@@ -50,7 +53,9 @@ def _status_bar() -> rx.Component:
         rx.cond(
             IdeState.has_result,
             rx.hstack(
-                rx.badge(IdeState.row_count_text, variant="soft", size="2",
+                rx.badge(rx.cond(IdeState.grid_filtered, rx.icon("filter", size=12)), IdeState.row_badge_text,
+                         variant="soft", size="2", title=IdeState.row_badge_title,
+                         color_scheme=rx.cond(IdeState.grid_filtered, "amber", "indigo"),
                          custom_attrs={"data-testid": "ide-row-count"}),
                 rx.badge(rx.icon("timer", size=12), IdeState.elapsed, variant="soft", color_scheme="gray", size="2",
                          custom_attrs={"data-testid": "ide-elapsed"}),
@@ -66,7 +71,7 @@ def _status_bar() -> rx.Component:
             on_click=_export_script("csv"),
             disabled=~IdeState.has_result,
             variant="soft", size="1",
-            title="Download the whole result as CSV",
+            title="Download the whole result as CSV" + IdeState.export_note,
             custom_attrs={"data-testid": "ide-export-csv"},
         ),
         rx.button(
@@ -74,7 +79,7 @@ def _status_bar() -> rx.Component:
             on_click=_export_script("json"),
             disabled=~IdeState.has_result,
             variant="soft", size="1",
-            title="Download the whole result as JSON",
+            title="Download the whole result as JSON" + IdeState.export_note,
             custom_attrs={"data-testid": "ide-export-json"},
         ),
         width="100%",
@@ -177,6 +182,7 @@ def results_panel() -> rx.Component:
                         row_count=IdeState.row_count,
                         dark=rx.color_mode_cond(False, True),
                         height=IdeState.grid_height,
+                        on_rows_shown=IdeState.set_rows_shown,
                         custom_attrs={"data-testid": "ide-results",
                                       "data-engine-done": IdeState.engine_done_ms.to_string()},
                     ),

@@ -33,14 +33,17 @@ def _action(icon: str, label: str, testid: str, on_click, disabled) -> rx.Compon
 def _schedule_cell(r: rx.Var[dict[str, str]]) -> rx.Component:
     return rx.vstack(
         rx.text(r["description"], size="2"),
-        rx.hstack(rx.code(r["cron"], size="1"), rx.badge(r["timezone"], variant="outline", size="1"), spacing="2"),
+        rx.hstack(rx.code(r["cron"], size="1", white_space="nowrap"),
+                  rx.badge(r["timezone"], variant="outline", size="1"), spacing="2", wrap="wrap"),
         spacing="1",
     )
 
 
 def _target_cell(r: rx.Var[dict[str, str]]) -> rx.Component:
     return rx.vstack(
-        rx.code(r["target"], size="1"),
+        # Wraps after the schema (and inside a very long table name) instead of pushing the row's actions out
+        # of a 1280 px window.
+        rx.code(r["schema"], ".", rx.el.wbr(), r["table"], size="1", overflow_wrap="anywhere"),
         rx.hstack(
             rx.badge(r["mode"], variant="surface", size="1"),
             rx.cond(r["keys"] != "", rx.text("keys: ", r["keys"], size="1", color_scheme="gray")),
@@ -53,7 +56,7 @@ def _target_cell(r: rx.Var[dict[str, str]]) -> rx.Component:
 def _last_run_cell(r: rx.Var[dict[str, str]]) -> rx.Component:
     return rx.vstack(
         status_badge(r["status"], "schedule-status"),
-        rx.text(r["last_run"], size="1", color_scheme="gray"),
+        rx.text(r["last_run"], size="1", color_scheme="gray", white_space="nowrap"),
         rx.cond(r["problem"] != "",
                 rx.text(r["problem"], size="1", color_scheme="red", custom_attrs={"data-testid": "schedule-problem"})),
         spacing="1",
@@ -142,7 +145,7 @@ def schedule_table(S) -> rx.Component:  # noqa: ANN001, N803 - SchedulesState (p
                 rx.table.cell(rx.text(r["query"], weight="medium")),
                 rx.table.cell(_schedule_cell(r)),
                 rx.table.cell(rx.vstack(
-                    rx.text(r["next_run"], size="2"),
+                    rx.text(r["next_run"], size="2", white_space="nowrap"),
                     rx.cond(r["backoff"] != "", rx.text(r["backoff"], size="1", color_scheme="amber")),
                     spacing="1",
                 )),

@@ -11,6 +11,7 @@ import reflex as rx
 from stackql_inventory.components.editor import insert_script
 from stackql_inventory.services import catalog, ide_queries
 from stackql_inventory.services.errors import UserFacingError
+from stackql_inventory.state.app_state import AppState, current_identity
 
 _ICONS = {"provider": "cloud", "service": "folder", "resource": "table-2", "column": "columns-2"}
 
@@ -151,13 +152,14 @@ class SchemaState(rx.State):
 
     @rx.event(background=True)
     async def pull(self, provider: str):
-        """REGISTRY PULL a provider, then show it among the installed ones."""
+        """REGISTRY PULL a provider (editors only), then show it among the installed ones."""
         async with self:
             if self.pulling:
                 return
             self.pulling = provider
+            who = current_identity(self)
         try:
-            message = await rx.run_in_thread(partial(ide_queries.pull_provider, provider))
+            message = await rx.run_in_thread(partial(ide_queries.pull_provider, who, provider))
         except UserFacingError as e:
             async with self:
                 self.pulling = ""
@@ -270,7 +272,9 @@ def schema_browser() -> rx.Component:
             rx.vstack(
                 rx.foreach(SchemaState.rows, _row),
                 rx.cond(SchemaState.rows.length() == 0,
-                        rx.text("No provider installed yet: pull one below.", size="1", color_scheme="gray")),
+                        rx.text(rx.cond(AppState.can_edit, "No provider installed yet: pull one below.",
+                                        "No provider installed yet: an editor can pull one from the registry."),
+                                size="1", color_scheme="gray")),
                 width="100%",
                 spacing="0",
             ),
@@ -281,6 +285,9 @@ def schema_browser() -> rx.Component:
                 rx.el.summary(rx.text("Available in the registry (", SchemaState.registry.length(), ")",
                                       size="1", as_="span", color_scheme="gray")),
                 rx.vstack(
+                    rx.cond(~AppState.can_edit,
+                            rx.text("Read-only access: ask an editor to pull a provider.", size="1",
+                                    color_scheme="amber", custom_attrs={"data-testid": "schema-pull-readonly"})),
                     rx.foreach(
                         SchemaState.registry,
                         lambda p: rx.hstack(
@@ -290,9 +297,10 @@ def schema_browser() -> rx.Component:
                                         rx.icon("download", size=12)),
                                 "Pull",
                                 size="1", variant="soft",
-                                disabled=SchemaState.pulling != "",
+                                disabled=(SchemaState.pulling != "") | ~AppState.can_edit,
                                 on_click=SchemaState.pull(p["name"]),
-                                title="REGISTRY PULL " + p["name"],
+                                title=rx.cond(AppState.can_edit, "REGISTRY PULL " + p["name"],
+                                              "Read-only access: only editors pull providers"),
                                 custom_attrs={"data-testid": "schema-pull"},
                             ),
                             width="100%",

@@ -58,6 +58,8 @@ class IdeState(rx.State):
     columns: list[str] = []
     column_types: list[str] = []
     row_count: int = 0
+    # Rows of the last result matching the grid's filters (-1 while no filter is set), for the row badge.
+    filtered_count: int = -1
     # True when the row limit cut the last result; the limit applied.
     truncated: bool = False
     row_limit: int = 0
@@ -88,6 +90,30 @@ class IdeState(rx.State):
     @rx.var
     def row_count_text(self) -> str:
         return f"{formatting.count(self.row_count)} row{'s' if self.row_count != 1 else ''}"
+
+    @rx.var
+    def grid_filtered(self) -> bool:
+        """The grid's filters hide some rows of the result (or might: a filter is set)."""
+        return self.filtered_count >= 0
+
+    @rx.var
+    def row_badge_text(self) -> str:
+        """`1,500 rows`, or `100 of 1,500 rows` while the grid's filters are set."""
+        return formatting.rows_shown(self.row_count, self.filtered_count if self.filtered_count >= 0 else None)
+
+    @rx.var
+    def row_badge_title(self) -> str:
+        if self.filtered_count < 0:
+            return "Rows in the result"
+        return (f"{formatting.count(self.filtered_count)} of {formatting.count(self.row_count)} rows match the "
+                "grid's filters. CSV and JSON exports contain the whole result, without the filters.")
+
+    @rx.var
+    def export_note(self) -> str:
+        """Appended to the export buttons' tooltips while the grid is filtered."""
+        if self.filtered_count < 0:
+            return ""
+        return f" (all {formatting.count(self.row_count)} rows: the grid's filters are not applied)"
 
     @rx.var
     def grid_height(self) -> str:
@@ -177,6 +203,14 @@ class IdeState(rx.State):
         self.param_hints = [h for h in self.param_hints if h["param"] != param]
         self.error_statement = ide_queries.add_param(self.error_statement, self.error_statement, param)
 
+    @rx.event
+    def set_rows_shown(self, info: dict[str, Any]):
+        """The grid says how many rows match its filters (ignored when about an earlier result)."""
+        if not isinstance(info, dict) or info.get("result_id") != self.result_id:
+            return
+        shown = _int(info.get("shown"), -1)
+        self.filtered_count = shown if info.get("filtered") is True and shown >= 0 else -1
+
     # ---------------------------------------------------------------- running
     @rx.event(background=True)
     async def run_query(self, payload: dict[str, Any]):
@@ -243,6 +277,7 @@ class IdeState(rx.State):
                 self.result_id, self.result_sql = result.result_id, result.statement
                 self.columns, self.column_types = list(result.columns), list(result.types)
                 self.row_count, self.truncated = result.row_count, result.truncated
+                self.filtered_count = -1  # a new grid: no filters yet
                 self.row_limit = result.row_limit or 0
                 self.elapsed = formatting.duration(result.elapsed_s)
                 self.engine_done_ms = int(result.finished_at * 1000)
@@ -257,6 +292,7 @@ class IdeState(rx.State):
         """The failed run replaces the last result (its rows stay in the store until evicted)."""
         self.result_id, self.result_sql, self.columns, self.column_types = "", "", [], []
         self.row_count, self.truncated, self.elapsed, self.messages = 0, False, "", []
+        self.filtered_count = -1
 
     def _show_error(self, message: str, statement: str, detail: str) -> None:
         self.error, self.error_statement = message, statement

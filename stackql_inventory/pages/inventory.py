@@ -47,7 +47,7 @@ def _row(t: InventoryTable, *, detail: bool = False) -> dict[str, str]:
         "running": "1" if t.running else "",
     }
     if detail:  # only the selected table's panel shows these
-        row["comment"] = t.comment
+        row["comment"] = inventory.comment_for_display(t.comment, datetime.now(UTC))
     return row
 
 

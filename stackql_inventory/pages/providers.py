@@ -78,7 +78,9 @@ def page() -> rx.Component:
             ProvidersState.mappings.length() > 0,
             rx.vstack(rx.foreach(ProvidersState.cards, provider_card), spacing="4", width="100%"),
             empty_state("key-round", "No provider credentials mapped yet",
-                        "Map each provider's credential variables to secrets to query it.", "providers-empty"),
+                        "Map each provider's credential variables to secrets to query it.", "providers-empty",
+                        read_only_hint="An editor maps each provider's credential variables to secrets, so that "
+                                       "it can be queried."),
         ),
         mapping_form_dialog(),
         value_dialog(),

@@ -48,11 +48,11 @@ def _row(v: ScheduleView) -> dict[str, str]:
         "description": v.cron_description,
         "timezone": v.timezone, "next_run": _when(v.next_run_at, v.timezone) if v.is_active else "paused",
         "next_run_ts": str(v.next_run_at.timestamp()) if v.next_run_at else "",
-        "backoff": (f"delayed after {v.failures} failed run{'s' if v.failures > 1 else ''}"
-                    if v.failures and v.is_active and not v.job_id else ""),
-        "target": v.target, "table": v.target_table, "mode": v.write_mode, "keys": ", ".join(v.key_columns),
+        "backoff": v.backoff_note,
+        "target": v.target, "schema": v.target_schema, "table": v.target_table, "mode": v.write_mode, "keys": ", ".join(v.key_columns),
         "active": "active" if v.is_active else "paused", "is_active": "1" if v.is_active else "",
         "last_run": _when(v.last_run_at, v.timezone), "status": v.status, "in_flight": "1" if v.in_flight else "",
+        "last_run_ts": str(v.last_run_at.timestamp()) if v.last_run_at else "",
         "problem": v.problem, "job_id": v.job_id, "job_url": v.job_url,
     }
 
@@ -60,7 +60,7 @@ def _row(v: ScheduleView) -> dict[str, str]:
 def _run_row(r: RunInfo, tz: str) -> dict[str, str]:
     return {
         "id": r.run_id, "trigger": r.trigger, "started": _when(r.started_at, tz), "status": r.status,
-        "duration": formatting.duration(r.duration_s), "rows": formatting.count(r.rows_written),
+        "duration": formatting.duration(r.duration_s), "rows": formatting.count(r.rows_written) or "—",
         "error_class": r.error_class, "error": r.error_message, "url": r.url,
     }
 
@@ -114,6 +114,12 @@ class SchedulesState(rx.State):
     history: list[dict[str, str]] = []
     history_error: str = ""
     history_loading: bool = False
+
+    # The run "Run now" started, followed until the list shows it finished: its schedule's id ('' for none),
+    # that schedule's newest run (start time and status) before the click, and whether it was seen in flight.
+    _followed_id: str = ""
+    _followed_before: list[str] = []
+    _followed_seen: bool = False
 
     # Whether this tab's status poller runs.
     _polling: bool = False
@@ -303,9 +309,29 @@ class SchedulesState(rx.State):
     # --- row actions ---------------------------------------------------------------------------
     @rx.event(background=True)
     async def run_now(self, schedule_id: str):
-        """Start a run now; the status turns to queued, then running."""
-        await _act(self, schedule_id, lambda who: schedules.run_now(who, int(schedule_id)))
+        """Start a run now; the status turns to queued, then running, and the notice to the run's outcome."""
+        async with self:
+            row = next((r for r in self.rows if r["id"] == schedule_id), None)
+            before = [row["last_run_ts"], row["status"]] if row else ["", ""]
+        await _act(self, schedule_id, lambda who: schedules.run_now(who, int(schedule_id)), follow=before)
         return SchedulesState.poll
+
+    def _follow_run(self) -> None:
+        """Once the list shows that the run "Run now" started has finished, say how it ended instead of
+        "Run queued…" (a notice that outlived the run read as if it were still waiting)."""
+        if not self._followed_id:
+            return
+        row = next((r for r in self.rows if r["id"] == self._followed_id), None)
+        if row is None:  # deleted meanwhile: its own action said so
+            self._followed_id = ""
+            return
+        if row["in_flight"]:
+            self._followed_seen = True
+            return
+        if not self._followed_seen and [row["last_run_ts"], row["status"]] == self._followed_before:
+            return  # the backend does not list the new run yet
+        self._followed_id = ""
+        self.notice, self.action_error = _run_outcome(row)
 
     @rx.event(background=True)
     async def pause(self, schedule_id: str):
@@ -366,6 +392,13 @@ def _scroll_to_row(schedule_id: str) -> str:
             "if (r) r.scrollIntoView({block: 'center'}); }, 150)")
 
 
+def _run_outcome(row: dict[str, str]) -> tuple[str, str]:
+    """(notice, error) saying how the run of `row`'s schedule ended."""
+    if row["status"] == "failed":
+        return "", f"The run of {row['target']} failed. Open its run history for the error."
+    return f"The run of {row['target']} finished: {row['status']}.", ""
+
+
 def _paused(outcome) -> str:  # noqa: ANN001 - schedules.Outcome
     return f"Schedule for {outcome.schedule.target} paused."
 
@@ -409,6 +442,7 @@ async def _refresh(state) -> bool:  # noqa: ANN001 - the SchedulesState proxy of
     async with state:
         state.load_error = ""
         state.rows = [_row(v) for v in items]
+        state._follow_run()
         history_id = state.history_id
         in_flight = any(r["in_flight"] for r in state.rows if r["id"] == history_id)
         stale = any(h["status"] in ("queued", "running") for h in state.history)
@@ -433,8 +467,12 @@ async def _load_history(state, schedule_id: str) -> None:  # noqa: ANN001
         state.history_error, state.history_loading = "", False
 
 
-async def _act(state, schedule_id: str, action) -> None:  # noqa: ANN001
-    """Run one row action off the event loop; report its message or error, then refresh the list."""
+async def _act(state, schedule_id: str, action, *, follow: list[str] | None = None) -> None:  # noqa: ANN001
+    """Run one row action off the event loop; report its message or error, then refresh the list.
+
+    `follow` (the schedule's newest run before the action: start time, status) makes the notice follow the
+    run the action started, until it finished.
+    """
     async with state:
         if state.busy_id:
             return
@@ -449,6 +487,10 @@ async def _act(state, schedule_id: str, action) -> None:  # noqa: ANN001
         return
     async with state:
         state.notice, state.busy_id = message, ""
+        if follow is not None:
+            state._followed_id, state._followed_before, state._followed_seen = schedule_id, follow, False
+        elif state._followed_id:  # the notice now says something else: stop replacing it
+            state._followed_id = ""
     await _refresh(state)
 
 
@@ -464,7 +506,8 @@ def page() -> rx.Component:
             S.rows.length() > 0,
             schedule_table(S),
             empty_state("calendar-clock", "No schedules yet",
-                        "Save a query in the IDE, then schedule it to fill an inventory table.", "schedules-empty"),
+                        "Save a query in the IDE, then schedule it to fill an inventory table.", "schedules-empty",
+                        read_only_hint="Editors schedule saved queries here to fill inventory tables."),
         ),
         schedule_dialog(S),
         delete_dialog(S),

@@ -10,13 +10,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from stackql_inventory.services import catalog as catalog_service
-from stackql_inventory.services import credentials, engine, history, result_store, sql_text
+from stackql_inventory.services import credentials, engine, history, identity, result_store, sql_text
 from stackql_inventory.services.errors import ErrorKind, UserFacingError
 from stackql_inventory.services.identity import Identity
 
 log = logging.getLogger(__name__)
 
 _MISSING_PARAMS = re.compile(r"cannot find matching operation", re.I)
+# Installing a provider changes the app for everyone: only editors may, from the schema browser or the editor.
+_REGISTRY_PULL = re.compile(r"\s*REGISTRY\s+PULL\b", re.I)
 # Items returned to the editor per completion request.
 MAX_COMPLETIONS = 300
 
@@ -102,7 +104,12 @@ def configured_providers() -> list[str]:
 def run(statement: str, *, actor: Identity, session: str, run_id: str, provider: str = "",
         limits: engine.QueryLimits | None = None,
         catalog: catalog_service.Catalog | None = None) -> IdeResult:
-    """Run one statement for the IDE and keep its rows in the result store; raises QueryFailed."""
+    """Run one statement for the IDE and keep its rows in the result store; raises QueryFailed.
+
+    Anyone may run queries; `REGISTRY PULL` (installing a provider for everyone) only editors.
+    """
+    if _REGISTRY_PULL.match(sql_text.strip_comments(statement)):
+        identity.require_editor(actor, "pull providers from the registry")
     env, notices = interactive_env()
     limits = limits or engine.QueryLimits.from_settings()
     try:
@@ -316,8 +323,9 @@ def starter_select_for(fqn: str, catalog: catalog_service.Catalog | None = None)
     return starter_select(fqn, [c.name for c in cat.columns(fqn)], cat.required_params(fqn))
 
 
-def pull_provider(provider: str, catalog: catalog_service.Catalog | None = None) -> str:
-    """REGISTRY PULL a provider; returns stackql's message."""
+def pull_provider(actor: Identity, provider: str, catalog: catalog_service.Catalog | None = None) -> str:
+    """REGISTRY PULL a provider (editors only: it installs it for everyone); returns stackql's message."""
+    identity.require_editor(actor, "pull providers from the registry")
     return (catalog or catalog_service.get_catalog()).pull(provider)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -26,6 +27,10 @@ LOCK_WAIT_MS = 300
 _LOCKED_NOTE = ("A run is rewriting a table right now, so sizes come from the catalog and counts are estimates; "
                 "reload in a moment.")
 LEDGER_LIMIT = 200
+# The `Last refresh:` line the inventory writer puts in a table's COMMENT (an ISO time, for other readers).
+_COMMENT_REFRESH = re.compile(r"^Last refresh: (?P<at>\d{4}-\d\d-\d\d[T ][0-9:.]+(?:Z|[+-]\d\d:?\d\d)?)"
+                              r"(?P<rest>.*)$", re.MULTILINE)
+_COMMENT_ROWS = re.compile(r"\((\d+) rows\)")
 
 # Most urgent first, for "sort by freshness".
 _FRESHNESS_ORDER = {f: i for i, f in enumerate((
@@ -232,6 +237,24 @@ def _metrics(tables: list[InventoryTable], now: datetime) -> Metrics:
         stale=sum(1 for t in tables if t.freshness.state in (Freshness.STALE, Freshness.EXPIRED)),
         failing=sum(1 for t in tables if t.freshness.state is Freshness.FAILING),
     )
+
+
+def comment_for_display(comment: str, now: datetime) -> str:
+    """A table's COMMENT as the details panel shows it, formatted like the rest of the page.
+
+    The writer records its `Last refresh:` time in ISO 8601 for people reading the table elsewhere; here it
+    reads `2026-11-26 17:41 UTC (12 min ago) by run 4 (1,234 rows)`. Other text is left as it is.
+    """
+    def refresh_line(m: re.Match[str]) -> str:
+        try:
+            at = datetime.fromisoformat(m["at"].replace("Z", "+00:00"))
+        except ValueError:
+            return m[0]
+        rows = _COMMENT_ROWS.sub(lambda r: f"({formatting.count(int(r[1]))} row{'' if r[1] == '1' else 's'})",
+                                 m["rest"], count=1)
+        return f"Last refresh: {formatting.timestamp(at)} ({formatting.age(at, now)}){rows}"
+
+    return _COMMENT_REFRESH.sub(refresh_line, comment or "")
 
 
 def search_and_sort(tables: list[InventoryTable], search: str = "", sort: str = "name",

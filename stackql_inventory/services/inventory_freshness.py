@@ -79,7 +79,7 @@ def classify(
         state = Freshness.EXPIRED
     return Verdict(
         state,
-        f"{success_text}, {_human(age)} ago; the schedule runs every {_human(interval)} "
+        f"{success_text}, {formatting.span(age)} ago; the schedule runs every {formatting.span(interval)} "
         f"({ratio:.1f}x; stale after {STALE_AFTER}x, expired after {EXPIRED_AFTER:.0f}x).",
         ratio,
     )
@@ -110,14 +110,3 @@ def _even_period(expr: str) -> timedelta | None:
     times = sorted(h * 60 + m for h in spec.hours for m in spec.minutes)
     gaps = {((times[(i + 1) % len(times)] - t) % 1440) or 1440 for i, t in enumerate(times)}
     return timedelta(minutes=gaps.pop()) if len(gaps) == 1 else None
-
-
-def _human(delta: timedelta) -> str:
-    seconds = max(delta.total_seconds(), 0.0)
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 36 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from stackql_inventory import formatting
 from stackql_inventory.db import saved_queries
 from stackql_inventory.db import schedules as db_schedules
 from stackql_inventory.db.engine import session_scope
@@ -62,6 +63,7 @@ class ScheduleView:
     key_columns: tuple[str, ...]
     is_active: bool
     failures: int                      # consecutive failed runs (each one delays the next run more)
+    backoff_delay: timedelta           # how much later than its cron slot the next run is, because of failures
     last_run_at: datetime | None
     last_run_status: str               # status of the newest run ('' when it never ran)
     status: str                        # queued | running | success | failed | skipped | cancelled | never run
@@ -72,6 +74,11 @@ class ScheduleView:
     @property
     def in_flight(self) -> bool:
         return self.status in ("queued", "running")
+
+    @property
+    def backoff_note(self) -> str:
+        """`delayed 4 min after 2 failed runs`, or '' when failures do not delay the next run."""
+        return backoff_note(self.failures, self.backoff_delay)
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,13 @@ def run_history(schedule_id: int, *, limit: int = HISTORY_LIMIT, backend: JobsBa
         with session_scope() as s:
             return [ledger_run_info(r) for r in db_schedules.runs_for(s, schedule_id, limit=limit)]
     return backend.runs(schedule, limit)
+
+
+def backoff_note(failures: int, delay: timedelta) -> str:
+    """What the list says under a next run that failures pushed back ('' when nothing is delayed)."""
+    if failures <= 0 or delay <= timedelta(0):
+        return ""
+    return f"delayed {formatting.span(delay)} after {failures} failed run{'' if failures == 1 else 's'}"
 
 
 def suggest_table_name(query_name: str) -> str:
@@ -405,6 +419,27 @@ def _next_run(schedule: Schedule, now: datetime) -> datetime | None:
         return None
 
 
+def _backoff_delay(schedule: Schedule, next_run_at: datetime | None, in_flight: bool) -> timedelta:
+    """How much later than its cron slot the schedule's next run is because of failed runs (0 when it is not).
+
+    The local scheduler plans a schedule from its last run (or its last edit): the first slot after it, plus
+    `cron.backoff(consecutive_failures)`. A plan that is not later than that first slot is not delayed, e.g.
+    after a failed manual run (manual runs leave the plan alone). While a run is in flight the plan is the
+    plain next slot (its outcome sets the backoff); Databricks plans job-backed schedules itself.
+    """
+    if (in_flight or not schedule.is_active or schedule.job_id is not None or next_run_at is None
+            or not schedule.consecutive_failures):
+        return timedelta(0)
+    anchors = [t for t in (schedule.last_run_at, schedule.updated_at) if t is not None]
+    if not anchors:
+        return timedelta(0)
+    try:
+        slot = cron.next_run_after(schedule.cron_expression, schedule.timezone, max(anchors))
+    except UserFacingError:
+        return timedelta(0)
+    return max(next_run_at - slot, timedelta(0))
+
+
 def _view(schedule: Schedule, query: SavedQuery | None, latest: Run | None, backend_status: JobStatus | None,
           backend: JobsBackend, now: datetime) -> ScheduleView:
     run: RunInfo | None = backend_status.latest if backend_status and backend_status.latest else (
@@ -412,13 +447,15 @@ def _view(schedule: Schedule, query: SavedQuery | None, latest: Run | None, back
     status = run.status if run else (schedule.last_run_status or "never run")
     last_run_at = run.started_at if run else schedule.last_run_at
     job_id = schedule.job_id or ""
+    next_run_at = _next_run(schedule, now)
     return ScheduleView(
         id=schedule.id or 0, query_id=schedule.query_id, query_name=query.name if query else "(deleted query)",
         cron_expression=schedule.cron_expression, cron_description=_describe(schedule.cron_expression),
-        timezone=schedule.timezone, next_run_at=_next_run(schedule, now), target_schema=schedule.target_schema,
+        timezone=schedule.timezone, next_run_at=next_run_at, target_schema=schedule.target_schema,
         target_table=schedule.target_table, target=f"{schedule.target_schema}.{schedule.target_table}",
         write_mode=schedule.write_mode, key_columns=tuple(schedule.key_columns or ()), is_active=schedule.is_active,
-        failures=schedule.consecutive_failures, last_run_at=last_run_at,
+        failures=schedule.consecutive_failures,
+        backoff_delay=_backoff_delay(schedule, next_run_at, status in ("queued", "running")), last_run_at=last_run_at,
         last_run_status=run.status if run else (schedule.last_run_status or ""),
         status=status, problem=backend_status.problem if backend_status else "", job_id=job_id,
         job_url=backend.job_url(job_id) if job_id else "",

@@ -265,6 +265,34 @@ def test_csv_export_downloads_the_whole_result(page: Page, tmp_path) -> None:
     assert rows[1][2].startswith('{"labels":') or rows[1][2].startswith('{"zone":')
 
 
+def test_the_row_badge_counts_what_the_grid_filters_leave_and_exports_stay_whole(page: Page, tmp_path) -> None:
+    """With a filter set the badge used to keep saying "1,500 rows" over 100 visible ones."""
+    open_ide(page)
+    type_sql(page, "SELECT item_id, quantity FROM synthetic.bulk.items WHERE count = 1500")
+    page.keyboard.press("Control+Enter")
+    badge = page.get_by_test_id("ide-row-count")
+    expect(badge).to_have_text("1,500 rows")
+    page.wait_for_function(FIRST_CELL)
+    header = page.locator("[data-testid=ide-results] .ag-header-cell[col-id='0']")
+    header.hover()
+    header.locator(".ag-header-cell-filter-button").click()
+    page.locator(".ag-filter input.ag-input-field-input").first.fill("item-00001")  # item-0000100 … 199
+    expect(badge).to_have_text("100 of 1,500 rows")
+    expect(badge).to_have_attribute("title", re.compile("exports contain the whole result", re.I))
+    expect(page.get_by_test_id("ide-export-csv")).to_have_attribute("title", re.compile(r"all 1,500 rows"))
+    page.keyboard.press("Escape")
+    with page.expect_download() as download:
+        page.get_by_test_id("ide-export-csv").click()
+    path = tmp_path / "filtered.csv"
+    download.value.save_as(path)
+    assert len(list(csv.reader(path.open(newline="")))) == 1501  # the whole result, not the 100 shown
+    header.hover()
+    header.locator(".ag-header-cell-filter-button").click()
+    page.locator(".ag-filter").get_by_role("button", name="Reset").click()
+    expect(badge).to_have_text("1,500 rows")
+    expect(page.get_by_test_id("ide-export-csv")).to_have_attribute("title", "Download the whole result as CSV")
+
+
 def test_100k_rows_arrive_a_window_at_a_time(page: Page) -> None:
     received = {"ws": 0, "http": 0, "requests": 0}
 

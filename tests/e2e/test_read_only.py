@@ -110,3 +110,20 @@ def test_every_page_hides_or_disables_its_write_controls(page: Page, reader_app:
     for testid in ("provider-set-value", "provider-edit", "provider-delete"):
         expect(mapping.get_by_test_id(testid)).to_be_disabled()
     expect(page.get_by_test_id("provider-validate")).to_be_enabled()
+
+
+def test_registry_pull_is_disabled_for_read_only_users(page: Page, reader_app: AppServer) -> None:
+    """Pulling a provider installs it for everyone: the schema browser offered it to read-only users too
+    (the service refuses it now as well: tests/test_ide_queries.py)."""
+    page.goto(reader_app.url + "/ide")
+    expect(page.get_by_test_id("header-readonly")).to_be_visible()
+    page.get_by_test_id("ide-tab-schema").click()
+    browser = page.get_by_test_id("schema-browser")
+    browser.get_by_text("Available in the registry").click()
+    items = browser.get_by_test_id("schema-registry-item")
+    expect(items.first).to_be_visible(timeout=30_000)
+    expect(browser.get_by_test_id("schema-pull-readonly")).to_be_visible()
+    buttons = browser.get_by_test_id("schema-pull")
+    assert buttons.count() == items.count() > 0
+    for button in buttons.all():
+        expect(button).to_be_disabled()

@@ -226,3 +226,57 @@ def test_a_query_of_two_statements_cannot_be_scheduled(page: Page, app_db: sa.En
     _save(page)
     expect(page.get_by_test_id("form-error")).to_contain_text("holds 2 statements")
     assert _count(app_db) == before
+
+
+def test_run_now_notice_turns_into_the_outcome_and_a_failed_manual_run_delays_nothing(
+        page: Page, app_db: sa.Engine, saved_query: int) -> None:
+    """"Run queued" used to stay on screen after the run had finished; and a failed manual run (which leaves
+    the plan alone) made the list say "delayed after 1 failed run" under a next run that was on its slot."""
+    from stackql_inventory.services import cron
+
+    next_slot = cron.next_run_after("30 4 1 1 *", "UTC", datetime.now(UTC))
+    with app_db.begin() as c:
+        c.execute(sa.text("INSERT INTO stackql_app.schedules (query_id, cron_expression, target_table, next_run_at) "
+                          "VALUES (:q, '30 4 1 1 *', 'e2e_notice', :n)"), {"q": saved_query, "n": next_slot})
+    page.goto("/schedules")
+    row = _row(page, "e2e_notice")
+    notice = page.get_by_test_id("schedules-notice")
+    row.get_by_test_id("schedule-run-now").click()
+    expect(notice).to_contain_text("Run queued")
+    expect(row.get_by_test_id("schedule-status")).to_have_text("success", timeout=90_000)
+    expect(notice).to_have_text("The run of stackql_inventory.e2e_notice finished: success.")
+
+    with app_db.begin() as c:  # the next run fails: stackql refuses the parameter
+        c.execute(sa.text("UPDATE stackql_app.queries SET query_text = :t WHERE id = :q"),
+                  {"t": "SELECT * FROM synthetic.bulk.items WHERE count = 'many'", "q": saved_query})
+    row.get_by_test_id("schedule-run-now").click()
+    expect(row.get_by_test_id("schedule-status")).to_have_text("failed", timeout=90_000)
+    expect(page.get_by_test_id("schedules-error")).to_contain_text("The run of stackql_inventory.e2e_notice failed")
+    expect(notice).to_have_count(0)
+    page.reload()  # the list as loaded afresh: one failure, and the next run still on its slot
+    row = _row(page, "e2e_notice")
+    expect(row.get_by_test_id("schedule-status")).to_have_text("failed")
+    expect(row).to_contain_text(next_slot.strftime("%Y-%m-%d %H:%M"))
+    expect(row).not_to_contain_text("delayed")
+
+
+def test_a_long_table_name_keeps_the_row_actions_on_a_1280_px_screen(page: Page, app_db: sa.Engine,
+                                                                        saved_query: int) -> None:
+    """A 63-character table name (the longest allowed) used to widen the table past the window, pushing the
+    row's Pause, Edit, History and Delete buttons out of sight."""
+    table = "github_repositories_with_default_branch_protection_all_orgs_abc"
+    assert len(table) == 63
+    with app_db.begin() as c:
+        c.execute(sa.text("INSERT INTO stackql_app.schedules (query_id, cron_expression, timezone, target_table, "
+                          "write_mode, key_columns, next_run_at) VALUES (:q, '15 9 * * 1-5', "
+                          "'America/Argentina/Buenos_Aires', :t, 'history', "
+                          "'{organisation_name,repository_full_name}', now() + interval '2 days')"),
+                  {"q": saved_query, "t": table})
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto("/schedules")
+    row = _row(page, table)
+    expect(row).to_have_count(1)
+    for testid in ("schedule-run-now", "schedule-pause", "schedule-edit", "schedule-history", "schedule-delete"):
+        box = row.get_by_test_id(testid).bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 1280, (testid, box)
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 1280
