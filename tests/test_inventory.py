@@ -148,6 +148,19 @@ def test_freshness_write_mode_schedule_and_metrics(db: sa.Engine) -> None:
 
     m = inventory.catalogue(NOW).metrics
     assert (m.tables, m.refreshed_24h, m.stale, m.failing) == (6, 3, 1, 1)
+
+    # A schedule whose only run failed has no table yet: it still counts as a failed last run, until a success.
+    with db.begin() as c:
+        new_q = fx.add_query(c, "repos", "github")
+        new_s = fx.add_schedule(c, new_q, "never_written", cron="0 * * * *")
+        fx.add_run(c, "never_written", started_at=NOW - timedelta(minutes=3), status="failed", schedule_id=new_s,
+                   query_id=new_q, error="401 Bad credentials")
+    m = inventory.catalogue(NOW).metrics
+    assert (m.tables, m.failing) == (6, 2)
+    with db.begin() as c:
+        fx.add_run(c, "never_written", started_at=NOW - timedelta(minutes=1), status="success", rows=0,
+                   schedule_id=new_s, query_id=new_q)
+    assert inventory.catalogue(NOW).metrics.failing == 1
     assert (m.total_rows, m.total_rows_exact) == (0, True)
 
 

@@ -153,6 +153,21 @@ def list_relations(session: Session, *, sizes: bool = True, block_size: int = 81
     return list(session.execute(_LIST_SQL, {"schema": INVENTORY_SCHEMA, "sizes": sizes, "block_size": block_size}))
 
 
+_FAILED_WITHOUT_TABLE_SQL = sa.text("""
+SELECT count(*) FROM stackql_app.schedules s
+WHERE s.target_schema = :schema
+  AND to_regclass(format('%I.%I', s.target_schema, s.target_table)) IS NULL
+  AND (SELECT r.status FROM stackql_app.runs r
+       WHERE r.schedule_id = s.id AND r.status IN ('success', 'failed')
+       ORDER BY r.started_at DESC, r.id DESC LIMIT 1) = 'failed'
+""")
+
+
+def failed_schedules_without_table(session: Session) -> int:
+    """Schedules whose last finished run failed before their inventory table ever existed."""
+    return int(session.execute(_FAILED_WITHOUT_TABLE_SQL, {"schema": INVENTORY_SCHEMA}).scalar_one())
+
+
 def set_lock_timeout(session: Session, ms: int) -> None:
     """Give up (SQLSTATE 55P03) instead of queueing behind a run that holds a table exclusively."""
     run(session, f"SET LOCAL lock_timeout = '{int(ms)}ms'")

@@ -95,7 +95,7 @@ class Metrics:
     total_rows_exact: bool
     refreshed_24h: int
     stale: int          # stale + expired
-    failing: int
+    failing: int        # failing tables + schedules whose last run failed before their table existed
 
     def total_rows_text(self) -> str:
         return formatting.count(self.total_rows) if self.total_rows_exact else f"≈ {formatting.count(self.total_rows)}"
@@ -189,8 +189,9 @@ def catalogue(now: datetime | None = None) -> Catalogue:
                     raise
                 log.info("inventory counts skipped: a table is locked by a run")
                 note = _LOCKED_NOTE
+        no_table_failures = inventory_catalog.failed_schedules_without_table(s)
     tables = [_table(r, estimates[r.name], counts.get(r.name), now, counted_ok=not note) for r in rows]
-    return Catalogue(tables, _metrics(tables, now), note)
+    return Catalogue(tables, _metrics(tables, now, no_table_failures), note)
 
 
 def _row_count(populated: bool, estimate: int | None, counted: int | None, *, tried: bool = True) -> RowCount:
@@ -227,7 +228,8 @@ def _table(r: sa.Row, estimate: int | None, counted: int | None, now: datetime, 
     )
 
 
-def _metrics(tables: list[InventoryTable], now: datetime) -> Metrics:
+def _metrics(tables: list[InventoryTable], now: datetime, no_table_failures: int = 0) -> Metrics:
+    """`no_table_failures`: schedules whose last run failed before their table existed (failed last runs too)."""
     data = [t for t in tables if t.kind == "table"]
     return Metrics(
         tables=len(tables),
@@ -235,7 +237,7 @@ def _metrics(tables: list[InventoryTable], now: datetime) -> Metrics:
         total_rows_exact=all(t.rows.exact for t in data),
         refreshed_24h=sum(1 for t in tables if t.last_success_at and now - t.last_success_at <= RECENT),
         stale=sum(1 for t in tables if t.freshness.state in (Freshness.STALE, Freshness.EXPIRED)),
-        failing=sum(1 for t in tables if t.freshness.state is Freshness.FAILING),
+        failing=sum(1 for t in tables if t.freshness.state is Freshness.FAILING) + no_table_failures,
     )
 
 
