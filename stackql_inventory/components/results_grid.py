@@ -33,15 +33,6 @@ results_grid = ResultsGrid.create
 # ============================================================================ the results panel
 
 
-def _export_script(fmt: str) -> rx.event.EventSpec:
-    from stackql_inventory.pages.ide import IdeState
-
-    return rx.call_script(
-        f"window.location.assign(window.__stackqlApiUrl('/api/ide/results/' + "
-        f"encodeURIComponent('{IdeState.result_id}') + '/export.{fmt}'))"
-    )
-
-
 def _status_bar() -> rx.Component:
     from stackql_inventory.components.chat import chat_actions
     from stackql_inventory.pages.ide import IdeState
@@ -63,7 +54,7 @@ def _status_bar() -> rx.Component:
         chat_actions(),
         rx.button(
             rx.icon("download", size=14), "CSV",
-            on_click=_export_script("csv"),
+            on_click=IdeState.export_result("csv"),
             disabled=~IdeState.has_result,
             variant="soft", size="1",
             title="Download the whole result as CSV",
@@ -71,7 +62,7 @@ def _status_bar() -> rx.Component:
         ),
         rx.button(
             rx.icon("download", size=14), "JSON",
-            on_click=_export_script("json"),
+            on_click=IdeState.export_result("json"),
             disabled=~IdeState.has_result,
             variant="soft", size="1",
             title="Download the whole result as JSON",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from datetime import datetime, timezone
@@ -176,6 +177,15 @@ class IdeState(rx.State):
             return rx.toast.error(e.message)
         self.param_hints = [h for h in self.param_hints if h["param"] != param]
         self.error_statement = ide_queries.add_param(self.error_statement, self.error_statement, param)
+
+    @rx.event
+    def export_result(self, fmt: str):
+        """Download the whole result as `fmt` (csv | json), or say why it cannot be (e.g. the server let it go)."""
+        try:
+            path = ide_queries.export_path(self.result_id, current_identity(self).user, fmt)
+        except UserFacingError as e:
+            return rx.toast.error(e.message)
+        return rx.call_script(f"window.location.assign(window.__stackqlApiUrl({json.dumps(path)}))")
 
     # ---------------------------------------------------------------- running
     @rx.event(background=True)
