@@ -114,12 +114,11 @@ _HEIGHTS_JS = """
           .map(m => ({x: parseFloat(m.getAttribute(top === 'cy' ? 'cx' : 'x')), y: parseFloat(m.getAttribute(top))}))
           .sort((a, b) => a.x - b.x).map(p => base - p.y);
     }"""
-# True once the picked marks' heights are proportional to `values` (within 2 px).
+# True once the marks' heights are proportional to `values` (within 2 px).
 _PROPORTIONAL_JS = f"""
-    ([sel, marks, top, values, picked]) => {{
-        const all = ({_HEIGHTS_JS})([sel, marks, top]);
-        const heights = picked === null ? all : picked.map(i => all[i]);
-        if (heights.length !== values.length || heights.some(h => h === undefined)) return false;
+    ([sel, marks, top, values]) => {{
+        const heights = ({_HEIGHTS_JS})([sel, marks, top]);
+        if (heights.length !== values.length) return false;
         const max = Math.max(...values);
         const scale = heights[values.indexOf(max)] / max;
         return scale > 0 && heights.every((h, i) => Math.abs(h - values[i] * scale) <= 2);
@@ -132,17 +131,15 @@ def _ticks(chart: Locator, axis: str) -> list[str]:
         ".map(t => t.textContent)", axis)
 
 
-def _expect_marks_proportional(page: Page, testid: str, marks: str, top: str, values: list[int],
-                               picked: list[int] | None = None) -> None:
-    """Wait until the marks (those at indexes `picked`, left to right) stand as high as `values` say, to
-    scale; the charts animate from the previous series first."""
+def _expect_marks_proportional(page: Page, testid: str, marks: str, top: str, values: list[int]) -> None:
+    """Wait until the marks, left to right, stand as high as `values` say, to scale; the charts animate from
+    the previous series first."""
     sel = f'[data-testid="{testid}"]'
     try:
-        page.wait_for_function(_PROPORTIONAL_JS, arg=[sel, marks, top, values, picked], timeout=15_000)
+        page.wait_for_function(_PROPORTIONAL_JS, arg=[sel, marks, top, values], timeout=15_000)
     except Exception as e:
         heights = page.evaluate(_HEIGHTS_JS, [sel, marks, top])
-        raise AssertionError(f"{testid}: mark heights {heights} (picked {picked}) are not proportional to "
-                             f"{values}") from e
+        raise AssertionError(f"{testid}: mark heights {heights} are not proportional to {values}") from e
 
 
 def test_rows_per_run_chart_plots_each_successful_run_of_the_selected_table(page: Page, seeded: None) -> None:
@@ -165,23 +162,57 @@ def test_rows_per_run_chart_plots_each_successful_run_of_the_selected_table(page
     _expect_marks_proportional(page, "inventory-chart-runs", DOTS, "cy", TABLES["e2e_uic_gamma"][2])
 
 
+# Per x-axis label of a bar chart, the height of the bar standing on it (0 when none is drawn: a zero value).
+_BAR_PER_LABEL_JS = """
+    (el) => {
+        const ticks = [...el.querySelectorAll('.recharts-xAxis-tick-labels .recharts-cartesian-axis-tick-value')]
+          .map(t => ({label: t.textContent, x: parseFloat(t.getAttribute('x'))}));
+        const bars = [...el.querySelectorAll('.recharts-bar-rectangle path.recharts-rectangle')]
+          .map(b => ({centre: parseFloat(b.getAttribute('x')) + parseFloat(b.getAttribute('width')) / 2,
+                      height: parseFloat(b.getAttribute('height'))}));
+        const orphans = bars.filter(b => !ticks.some(t => Math.abs(t.x - b.centre) < 1)).length;
+        return {orphans, bars: ticks.map(t => [t.label,
+                (bars.find(b => Math.abs(t.x - b.centre) < 1) || {height: 0}).height])};
+    }"""
+
+
 def test_resources_per_provider_chart_has_a_bar_per_provider_sized_by_its_last_runs(page: Page,
                                                                                   seeded: None) -> None:
     page.goto("/inventory")
     expect(page.locator('[data-testid="inventory-table-row"][data-name="e2e_uic_alpha"]')).to_be_visible()
     page.get_by_test_id("inventory-tab-charts").click()
     chart = page.get_by_test_id("inventory-chart-providers")
-    bars = chart.locator(BARS)
     expect(chart.locator(X_TICKS).filter(has_text="uicprov_")).to_have_count(len(PROVIDER_TOTALS))
     labels = _ticks(chart, "xAxis")
-    # One bar per provider (other tests' leftovers may add providers of their own), largest first.
-    expect(bars).to_have_count(len(labels))
+    # Other tests' leftovers may add providers of their own; ours come largest first.
     ours = [label for label in labels if label.startswith("uicprov_")]
     assert ours == sorted(PROVIDER_TOTALS, key=lambda p: -PROVIDER_TOTALS[p]), labels
-    _expect_marks_proportional(page, "inventory-chart-providers", BARS, "y", [PROVIDER_TOTALS[p] for p in ours],
-                               picked=[labels.index(p) for p in ours])
+    # The bars grow in (animated): wait until ours stand as high as their totals say, to scale.
+    values = [PROVIDER_TOTALS[p] for p in ours]
+    try:
+        page.wait_for_function(
+            f"""([ours, values]) => {{
+                const el = document.querySelector('[data-testid="inventory-chart-providers"]');
+                const heights = new Map(({_BAR_PER_LABEL_JS})(el).bars);
+                const h = ours.map(p => heights.get(p) || 0), max = Math.max(...values);
+                const scale = h[values.indexOf(max)] / max;
+                return scale > 0 && h.every((x, i) => Math.abs(x - values[i] * scale) <= 2);
+            }}""", arg=[ours, values], timeout=15_000)
+    except Exception as e:
+        raise AssertionError(f"bar heights {chart.evaluate(_BAR_PER_LABEL_JS)} not proportional to "
+                             f"{dict(zip(ours, values))}") from e
+    drawn = chart.evaluate(_BAR_PER_LABEL_JS)
+    assert drawn["orphans"] == 0, drawn  # every bar stands on a provider's label
+    heights = dict(drawn["bars"])
+    assert all(heights[p] > 0 for p in ours), drawn
 
     # The tooltip names the figure.
-    bars.nth(labels.index("uicprov_x")).hover()
+    chart.locator(BARS).nth(_bar_indexes(chart, ["uicprov_x"])[0]).hover()
     expect(chart.locator(".recharts-tooltip-wrapper")).to_contain_text("uicprov_x")
     expect(chart.locator(".recharts-tooltip-wrapper")).to_contain_text("resources : 75")
+
+
+def _bar_indexes(chart: Locator, labels: list[str]) -> list[int]:
+    """Left-to-right indexes, among the drawn bars, of the bars standing on `labels`."""
+    drawn = [label for label, height in chart.evaluate(_BAR_PER_LABEL_JS)["bars"] if height > 0]
+    return [drawn.index(label) for label in labels]
