@@ -151,7 +151,8 @@ def test_a_job_the_runner_could_not_run_is_refused_with_the_reason(db, fake, mon
     assert err.value.kind is ErrorKind.CONFIG and says in err.value.message
     assert "pw-in-url" not in err.value.message
     assert not fake.requests_to("/api/2.2/jobs/create", "POST")
-    assert not runs(db) and not db.connect().execute(sa.text("SELECT 1 FROM stackql_app.schedules")).first()
+    with db.connect() as c:  # closed here: a connection left to the garbage collector outlives its database
+        assert not runs(db) and not c.execute(sa.text("SELECT 1 FROM stackql_app.schedules")).first()
 
 
 def test_backend_is_picked_from_the_settings(fake) -> None:

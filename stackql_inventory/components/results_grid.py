@@ -36,15 +36,6 @@ results_grid = ResultsGrid.create
 # ============================================================================ the results panel
 
 
-def _export_script(fmt: str) -> rx.event.EventSpec:
-    from stackql_inventory.pages.ide import IdeState
-
-    return rx.call_script(
-        f"window.location.assign(window.__stackqlApiUrl('/api/ide/results/' + "
-        f"encodeURIComponent('{IdeState.result_id}') + '/export.{fmt}'))"
-    )
-
-
 def _status_bar() -> rx.Component:
     from stackql_inventory.components.chat import chat_actions
     from stackql_inventory.pages.ide import IdeState
@@ -68,7 +59,7 @@ def _status_bar() -> rx.Component:
         chat_actions(),
         rx.button(
             rx.icon("download", size=14), "CSV",
-            on_click=_export_script("csv"),
+            on_click=IdeState.export_result("csv"),
             disabled=~IdeState.has_result,
             variant="soft", size="1",
             title="Download the whole result as CSV" + IdeState.export_note,
@@ -76,7 +67,7 @@ def _status_bar() -> rx.Component:
         ),
         rx.button(
             rx.icon("download", size=14), "JSON",
-            on_click=_export_script("json"),
+            on_click=IdeState.export_result("json"),
             disabled=~IdeState.has_result,
             variant="soft", size="1",
             title="Download the whole result as JSON" + IdeState.export_note,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from datetime import datetime, timezone
@@ -210,6 +211,15 @@ class IdeState(rx.State):
             return
         shown = _int(info.get("shown"), -1)
         self.filtered_count = shown if info.get("filtered") is True and shown >= 0 else -1
+
+    @rx.event
+    def export_result(self, fmt: str):
+        """Download the whole result as `fmt` (csv | json), or say why it cannot be (e.g. the server let it go)."""
+        try:
+            path = ide_queries.export_path(self.result_id, current_identity(self).user, fmt)
+        except UserFacingError as e:
+            return rx.toast.error(e.message)
+        return rx.call_script(f"window.location.assign(window.__stackqlApiUrl({json.dumps(path)}))")
 
     # ---------------------------------------------------------------- running
     @rx.event(background=True)

@@ -8,6 +8,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from urllib.parse import quote
 
 from stackql_inventory.services import catalog as catalog_service
 from stackql_inventory.services import credentials, engine, history, identity, result_store, sql_text
@@ -125,6 +126,24 @@ def run(statement: str, *, actor: Identity, session: str, run_id: str, provider:
         result_id=stored.id, statement=statement, columns=stored.columns, types=stored.types,
         row_count=stored.row_count, truncated=result.truncated, row_limit=limits.row_limit,
         elapsed_s=result.elapsed_s, messages=result.messages, notices=notices, finished_at=finished)
+
+
+# Formats the export endpoint serves (api.py): /api/ide/results/<id>/export.<fmt>.
+EXPORT_FORMATS = ("csv", "json")
+
+
+def export_path(result_id: str, owner: str, fmt: str) -> str:
+    """The download path of a whole result as `fmt`, once the store still holds it for `owner`.
+
+    Checked before the browser is sent there: the export is a navigation, so a result the store has let go
+    (its memory cap is shared by every session) would otherwise replace the page with the endpoint's error.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise UserFacingError(f"Export as {' or '.join(EXPORT_FORMATS)}, not {fmt!r}.", ErrorKind.VALIDATION)
+    if not result_id:
+        raise UserFacingError("There is no result to export: run a query first.", ErrorKind.NOT_FOUND)
+    stored = result_store.get(result_id, owner=owner)
+    return f"/api/ide/results/{quote(stored.id, safe='')}/export.{fmt}"
 
 
 def record(actor: Identity, *, statement: str, provider: str, started_at: datetime,

@@ -486,8 +486,8 @@ class ResultStore:
                 self._results.move_to_end(result_id)
                 return found
         raise UserFacingError(
-            "This result is no longer held on the server (it keeps the last few results of each session): "
-            "run the query again.", ErrorKind.NOT_FOUND)
+            "This result is no longer held on the server (it keeps the last few results of each session, within a "
+            "memory limit all sessions share): run the query again.", ErrorKind.NOT_FOUND)
 
     def drop(self, result_id: str) -> None:
         """Forget one result."""
