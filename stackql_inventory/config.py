@@ -165,6 +165,15 @@ def child_base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k in CHILD_ENV_PASSTHROUGH}
 
 
+# Secrets only the app process itself uses: a runner child does not get them.
+APP_ONLY_ENV = frozenset({"ANTHROPIC_API_KEY"})
+
+
+def runner_env() -> dict[str, str]:
+    """The environment for a runner child: this process's, without what only the app uses (the Anthropic key)."""
+    return {k: v for k, v in os.environ.items() if k not in APP_ONLY_ENV}
+
+
 def process_env() -> dict[str, str]:
     """A copy of this process's environment, for children running our own code (the runner)."""
     return dict(os.environ)

@@ -99,3 +99,14 @@ def test_lakebase_is_chosen_by_pghost(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://u@h/db")
     s = Settings(_env_file=None)
     assert not s.uses_lakebase and not s.uses_embedded_db
+
+
+def test_runner_children_get_the_apps_environment_without_the_anthropic_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stackql_inventory.config import runner_env
+    from stackql_inventory.services import scheduler
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-only-for-the-app")
+    monkeypatch.setenv("STACKQL_INVENTORY_SECRET_SCOPE", "inv")
+    env = runner_env()
+    assert "ANTHROPIC_API_KEY" not in env and env["STACKQL_INVENTORY_SECRET_SCOPE"] == "inv"
+    assert "sk-ant-only-for-the-app" not in scheduler.Scheduler.env_factory().values()

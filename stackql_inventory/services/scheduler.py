@@ -26,7 +26,7 @@ from pathlib import Path
 import psutil
 import sqlalchemy as sa
 
-from stackql_inventory.config import get_settings, process_env
+from stackql_inventory.config import get_settings, runner_env
 from stackql_inventory.db import runs as db_runs
 from stackql_inventory.db import schedules as db
 from stackql_inventory.db.engine import session_scope
@@ -162,7 +162,7 @@ class Scheduler:
     recovery_every_s: float = RECOVERY_EVERY_S
     db_retry_s: float = DB_RETRY_S
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    env_factory: Callable[[], dict[str, str]] = process_env
+    env_factory: Callable[[], dict[str, str]] = runner_env
     log_dir: Path | None = None                    # default: <data dir>/logs/runs
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
