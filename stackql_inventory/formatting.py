@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 
-def timestamp(dt: datetime | None, *, tz: timezone | None = None) -> str:
-    """`2026-11-26 17:41 UTC`, or '' for None."""
+def timestamp(dt: datetime | None, *, tz: timezone | None = None, fmt: str = "%Y-%m-%d %H:%M %Z") -> str:
+    """`2026-11-26 17:41 UTC` (or `fmt`), in UTC unless `tz` is given (naive times are UTC); '' for None."""
     if dt is None:
         return ""
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(tz or timezone.utc).strftime("%Y-%m-%d %H:%M %Z")
+    return dt.astimezone(tz or timezone.utc).strftime(fmt)
 
 
 def size(num_bytes: int) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -39,3 +39,12 @@ def test_age() -> None:
 ])
 def test_rows_shown(total: int, shown: int | None, text: str) -> None:
     assert formatting.rows_shown(total, shown) == text
+
+
+def test_timestamp_is_utc_in_any_format() -> None:
+    berlin = timezone(timedelta(hours=1))
+    at = datetime(2026, 11, 26, 18, 41, tzinfo=berlin)
+    assert formatting.timestamp(at) == "2026-11-26 17:41 UTC"
+    assert formatting.timestamp(at, fmt="%m-%d %H:%M") == "11-26 17:41"  # the run chart's axis (captioned UTC)
+    assert formatting.timestamp(datetime(2026, 11, 26, 17, 41)) == "2026-11-26 17:41 UTC"  # naive: UTC
+    assert formatting.timestamp(None) == ""

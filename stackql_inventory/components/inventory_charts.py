@@ -6,6 +6,7 @@ from typing import Any
 
 import reflex as rx
 
+from stackql_inventory import formatting
 from stackql_inventory.services import inventory
 from stackql_inventory.services.errors import UserFacingError
 
@@ -37,7 +38,7 @@ class ChartsState(rx.State):
             if self.table != name:
                 return
             self.run_points = [
-                {"run": f"#{p.run_id}", "at": p.finished_at.strftime("%m-%d %H:%M") if p.finished_at else "",
+                {"run": f"#{p.run_id}", "at": formatting.timestamp(p.finished_at, fmt="%m-%d %H:%M"),
                  "rows": p.rows if p.rows is not None else 0}
                 for p in points
             ]
@@ -61,7 +62,8 @@ def runs_chart() -> rx.Component:
             ),
             rx.text("No successful runs recorded for this table yet.", size="2", color_scheme="gray"),
         ),
-        rx.text("Rows each successful run collected (the run ledger's figure).", size="1", color_scheme="gray"),
+        rx.text("Rows each successful run collected (the run ledger's figure); times in UTC.", size="1",
+                color_scheme="gray"),
         width="100%",
         custom_attrs={"data-testid": "inventory-chart-runs"},
     )
