@@ -215,6 +215,26 @@ def test_a_failed_manual_run_does_not_delay_the_next_run(db: sa.Engine, runner_s
     assert (view.backoff_delay, view.backoff_note) == (timedelta(0), "")
 
 
+def test_a_successful_manual_run_ends_the_backoff(db: sa.Engine, runner_spec) -> None:
+    runner_spec(outcome="failed", sleep=0.1)
+    sch = _create(db, "*/5 * * * *", "backoff_lifted", now=datetime.now(UTC))
+    with db.begin() as c:
+        c.execute(sa.text("UPDATE stackql_app.schedules SET next_run_at = now() WHERE id = :i"), {"i": sch.id})
+    with SchedulerThread(_scheduler()) as t:
+        wait_for(lambda: schedule_row(db, sch.id)["consecutive_failures"] == 1, 10, what="the failure")
+        wait_for(lambda: not t.scheduler.running_children, 5)
+        delayed = schedule_row(db, sch.id)["next_run_at"]
+        assert schedules.list_schedules()[0].backoff_note == "delayed 2 min after 1 failed run"
+        runner_spec(outcome="success", sleep=0.1)
+        schedules.run_now(ANA, sch.id)
+        wait_for(lambda: schedule_row(db, sch.id)["consecutive_failures"] == 0, 10, what="the manual success")
+        wait_for(lambda: not t.scheduler.running_children, 5)
+    planned = schedule_row(db, sch.id)["next_run_at"]
+    assert planned < delayed and planned.minute % 5 == 0 and planned.second == 0  # a plain slot again
+    (view,) = schedules.list_schedules()
+    assert (view.status, view.failures, view.backoff_note) == ("success", 0, "")
+
+
 def test_runner_that_exits_without_a_result_fails_the_run(db: sa.Engine, runner_spec) -> None:
     runner_spec(outcome="none", exit=3, sleep=0.1)
     sch = _create(db, "0 0 1 1 *", "crashy", now=datetime.now(UTC))
@@ -242,12 +262,14 @@ def test_runner_env_carries_no_provider_secret(db: sa.Engine, runner_spec, monke
 
     secret_value = "ghp-very-secret-token-value-1234"
     secrets.backend_for(get_settings()).put("stackql-inventory", "github-token", secret_value)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-only-the-app-needs-this")
     record = runner_spec(record_env=True)
     sch = _create(db, "0 0 1 1 *", "env_check", now=datetime.now(UTC))
     with SchedulerThread(_scheduler()):
         schedules.run_now(ANA, sch.id)
         (start,) = wait_for(lambda: [r for r in read_records(record) if r["event"] == "start"], 10)
     assert start["env_values"] and secret_value not in start["env_values"]
+    assert "sk-ant-only-the-app-needs-this" not in start["env_values"]
 
 
 # --- restarts ------------------------------------------------------------------------------------

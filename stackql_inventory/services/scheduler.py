@@ -378,9 +378,12 @@ class Scheduler:
                 log.warning("run_failed_without_result run_id=%s schedule_id=%s code=%s", claim.run_id,
                             claim.schedule_id, code)
             # Plan from when the run was fired: a slot that passed while it ran is due now (once), as
-            # Databricks queues a run that fires during the previous one. Manual runs leave the plan alone.
+            # Databricks queues a run that fires during the previous one. Manual runs leave the plan alone,
+            # except that one which succeeded ends a failure backoff.
             if claim.trigger != "manual":
                 _replan(s, claim.schedule_id, claim.claimed_at or now)
+            else:
+                _lift_backoff(s, claim.schedule_id, now)
 
     # --- recovery --------------------------------------------------------------------------------
     async def _recover_until_reachable(self) -> bool:
@@ -471,6 +474,22 @@ def _replan(s, schedule_id: int, after: datetime) -> None:
     except UserFacingError as e:
         log.warning("schedule_unplannable schedule_id=%s error=%s", schedule_id, e.message)
         schedule.next_run_at = None
+
+
+def _lift_backoff(s, schedule_id: int, now: datetime) -> None:
+    """After a manual run: if it succeeded (the failure count is back to 0), a next run the backoff had
+    pushed later moves back to the schedule's next plain slot."""
+    schedule = db.get_for_update(s, schedule_id)
+    if (schedule is None or not schedule.is_active or schedule.job_id is not None or schedule.consecutive_failures
+            or schedule.next_run_at is None):
+        return
+    try:
+        plain = cron.next_run_after(schedule.cron_expression, schedule.timezone, now)
+    except UserFacingError as e:
+        log.warning("schedule_unplannable schedule_id=%s error=%s", schedule_id, e.message)
+        return
+    if plain < schedule.next_run_at:
+        schedule.next_run_at = plain
 
 
 def _record_pid(run_id: int, pid: int) -> None:
