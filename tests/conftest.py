@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from stackql_inventory.config import get_settings
-from tests.support.app_server import AppServer, start_app
+from tests.support.app_server import AppServer, embedded_db, start_app
 from tests.support.postgres import PgHarness
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -168,8 +167,7 @@ def app_server(app_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
     server = start_app(app_env, log_path)
     yield server
     server.stop()
-    log = server.log_text()
-    bad = [line for line in log.splitlines() if re.search(r"\bERROR\b|Traceback", line)]
+    bad = server.logged_errors()
     if bad:
         pytest.fail("the app logged errors during the session:\n" + "\n".join(bad[:40]), pytrace=False)
 
@@ -182,12 +180,8 @@ def base_url(app_server: AppServer) -> str:
 @pytest.fixture
 def app_db(app_server: AppServer, app_env: dict[str, str]) -> Iterator[sa.Engine]:
     """An engine on the app's own (embedded) database, to seed rows and check effects."""
-    import pgserver
-
-    server = pgserver.get_server(Path(app_env["STACKQL_INVENTORY_DATA_DIR"]) / "pg", cleanup_mode=None)
-    engine = sa.create_engine(server.get_uri().replace("postgresql://", "postgresql+psycopg2://", 1))
-    yield engine
-    engine.dispose()
+    with embedded_db(Path(app_env["STACKQL_INVENTORY_DATA_DIR"])) as engine:
+        yield engine
 
 
 @pytest.fixture

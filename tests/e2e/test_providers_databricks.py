@@ -7,7 +7,6 @@ value is read (get_secret) only when the connection test runs.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +15,8 @@ import sqlalchemy as sa
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.fakes.databricks_api import FakeDatabricks
-from tests.fakes.install import install_fake_stackql, read_invocations
-from tests.support.app_server import AppServer, start_app
+from tests.fakes.install import read_invocations
+from tests.support.app_server import AppServer, another_app, app_page, embedded_db
 from tests.support.providers import dump_app_schema
 
 pytestmark = pytest.mark.browser
@@ -34,39 +33,23 @@ def workspace() -> Iterator[FakeDatabricks]:
 @pytest.fixture(scope="module")
 def dbx_app(workspace: FakeDatabricks, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppServer, Path]]:
     """The app with STACKQL_INVENTORY_SECRETS_BACKEND=databricks, its own data dir and stackql stand-in."""
-    root = tmp_path_factory.mktemp("dbx-app")
-    install_fake_stackql(root / "stackql", record=True)
-    env = {
-        "STACKQL_INVENTORY_DATA_DIR": str(root / "data"),
-        "STACKQL_DOWNLOAD_DIR": str(root / "stackql"),
-        "STACKQL_INVENTORY_SECRETS_BACKEND": "databricks",
-        "DATABRICKS_HOST": workspace.url,
-        "DATABRICKS_TOKEN": workspace.token,
-    }
-    server = start_app(env, root / "app.log")
-    yield server, root
-    server.stop()
-    bad = [line for line in server.log_text().splitlines() if re.search(r"\bERROR\b|Traceback", line)]
-    assert not bad, "the Databricks-backed app logged errors:\n" + "\n".join(bad[:40])
+    env = {"STACKQL_INVENTORY_SECRETS_BACKEND": "databricks", "DATABRICKS_HOST": workspace.url,
+           "DATABRICKS_TOKEN": workspace.token}
+    with another_app(tmp_path_factory.mktemp("dbx-app"), env,
+                     what="the Databricks-backed app", record_stackql=True) as app:
+        yield app
 
 
 @pytest.fixture
 def dbx_page(browser: Browser, dbx_app: tuple[AppServer, Path]) -> Iterator[Page]:
-    context = browser.new_context(base_url=dbx_app[0].url)
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    yield page
-    context.close()
+    with app_page(browser, dbx_app[0].url) as page:
+        yield page
 
 
 @pytest.fixture
 def dbx_db(dbx_app: tuple[AppServer, Path]) -> Iterator[sa.Engine]:
-    import pgserver
-
-    server = pgserver.get_server(dbx_app[1] / "data" / "pg", cleanup_mode=None)
-    engine = sa.create_engine(server.get_uri().replace("postgresql://", "postgresql+psycopg2://", 1))
-    yield engine
-    engine.dispose()
+    with embedded_db(dbx_app[1] / "data") as engine:
+        yield engine
 
 
 def _row(page: Page, env_var: str) -> Locator:

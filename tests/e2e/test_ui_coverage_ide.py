@@ -14,8 +14,7 @@ import pytest
 import sqlalchemy as sa
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from tests.fakes.install import install_fake_stackql
-from tests.support.app_server import AppServer, start_app
+from tests.support.app_server import AppServer, another_app
 from tests.support.ide import editor_value, open_ide, type_sql
 
 pytestmark = pytest.mark.browser
@@ -206,18 +205,9 @@ def test_query_library_lists_every_saved_query_newest_first(page: Page, app_db: 
 @pytest.fixture(scope="module")
 def small_cache_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     """The app with the smallest result cache (16 MB): one large result evicts every other session's results."""
-    root = tmp_path_factory.mktemp("small-cache-app")
-    install_fake_stackql(root / "stackql")
-    env = {
-        "STACKQL_INVENTORY_DATA_DIR": str(root / "data"),
-        "STACKQL_DOWNLOAD_DIR": str(root / "stackql"),
-        "STACKQL_INVENTORY_RESULT_CACHE_MB": "16",
-    }
-    server = start_app(env, root / "app.log")
-    yield server
-    server.stop()
-    bad = [line for line in server.log_text().splitlines() if re.search(r"\bERROR\b|Traceback", line)]
-    assert not bad, "the small-cache app logged errors:\n" + "\n".join(bad[:40])
+    with another_app(tmp_path_factory.mktemp("small-cache-app"), {"STACKQL_INVENTORY_RESULT_CACHE_MB": "16"},
+                     what="the small-cache app") as (server, _):
+        yield server
 
 
 def _tab(browser: Browser, url: str) -> Page:

@@ -14,8 +14,7 @@ import sqlalchemy as sa
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.fakes.databricks_api import FakeDatabricks
-from tests.fakes.install import install_fake_stackql
-from tests.support.app_server import AppServer, start_app
+from tests.support.app_server import AppServer, another_app, app_page, embedded_db
 from tests.support.scheduling import BULK_QUERY, schedule_row
 
 pytestmark = pytest.mark.browser
@@ -194,39 +193,23 @@ def workspace() -> Iterator[FakeDatabricks]:
 @pytest.fixture(scope="module")
 def jobs_app(workspace: FakeDatabricks, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppServer, Path]]:
     """The app with STACKQL_INVENTORY_JOBS_BACKEND=databricks against the fake workspace (its own data dir)."""
-    root = tmp_path_factory.mktemp("jobs-app")
-    install_fake_stackql(root / "stackql")
-    env = {
-        "STACKQL_INVENTORY_DATA_DIR": str(root / "data"),
-        "STACKQL_DOWNLOAD_DIR": str(root / "stackql"),
-        "STACKQL_INVENTORY_JOBS_BACKEND": "databricks",
-        "DATABRICKS_HOST": workspace.url,
-        "DATABRICKS_TOKEN": workspace.token,
-    }
-    server = start_app(env, root / "app.log")
-    yield server, root
-    server.stop()
-    bad = [line for line in server.log_text().splitlines() if re.search(r"\bERROR\b|Traceback", line)]
-    assert not bad, "the Jobs-backed app logged errors:\n" + "\n".join(bad[:40])
+    env = {"STACKQL_INVENTORY_JOBS_BACKEND": "databricks", "DATABRICKS_HOST": workspace.url,
+           "DATABRICKS_TOKEN": workspace.token}
+    with another_app(tmp_path_factory.mktemp("jobs-app"), env,
+                     what="the Jobs-backed app") as app:
+        yield app
 
 
 @pytest.fixture
 def jobs_page(browser: Browser, jobs_app: tuple[AppServer, Path]) -> Iterator[Page]:
-    context = browser.new_context(base_url=jobs_app[0].url)
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    yield page
-    context.close()
+    with app_page(browser, jobs_app[0].url) as page:
+        yield page
 
 
 @pytest.fixture
 def jobs_db(jobs_app: tuple[AppServer, Path]) -> Iterator[sa.Engine]:
-    import pgserver
-
-    server = pgserver.get_server(jobs_app[1] / "data" / "pg", cleanup_mode=None)
-    engine = sa.create_engine(server.get_uri().replace("postgresql://", "postgresql+psycopg2://", 1))
-    yield engine
-    engine.dispose()
+    with embedded_db(jobs_app[1] / "data") as engine:
+        yield engine
 
 
 def test_a_databricks_backed_schedule_links_to_its_job_and_shows_its_failed_run(

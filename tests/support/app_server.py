@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 300
@@ -33,6 +42,10 @@ class AppServer:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def logged_errors(self) -> list[str]:
+        """Lines of the app's log with an ERROR or a traceback."""
+        return [line for line in self.log_text().splitlines() if re.search(r"\bERROR\b|Traceback", line)]
 
     def stop(self) -> float:
         """SIGTERM the app; return seconds until it exited (killed after 20 s)."""
@@ -87,3 +100,46 @@ def start_app(env_overrides: dict[str, str], log_path: Path, port: int | None = 
             os.killpg(process.pid, signal.SIGKILL)
         raise
     return AppServer(process=process, url=url, port=port, log_path=log_path)
+
+
+@contextlib.contextmanager
+def another_app(root: Path, env: dict[str, str], *, what: str, record_stackql: bool = False
+                ) -> Iterator[tuple[AppServer, Path]]:
+    """A further app instance with its own data dir (embedded database) and stackql stand-in under `root`,
+    plus `env`; yields (server, root), stops it afterwards and fails if it logged errors."""
+    from tests.fakes.install import install_fake_stackql
+
+    install_fake_stackql(root / "stackql", record=record_stackql)
+    server = start_app({"STACKQL_INVENTORY_DATA_DIR": str(root / "data"),
+                        "STACKQL_DOWNLOAD_DIR": str(root / "stackql"), **env}, root / "app.log")
+    try:
+        yield server, root
+    finally:
+        server.stop()
+    bad = server.logged_errors()
+    assert not bad, f"{what} logged errors:\n" + "\n".join(bad[:40])
+
+
+@contextlib.contextmanager
+def embedded_db(data_dir: Path) -> Iterator[sa.Engine]:
+    """An engine on the embedded PostgreSQL of an app whose data dir is `data_dir`."""
+    import pgserver
+
+    server = pgserver.get_server(data_dir / "pg", cleanup_mode=None)
+    engine = sa.create_engine(server.get_uri().replace("postgresql://", "postgresql+psycopg2://", 1))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def app_page(browser: Browser, url: str) -> Iterator[Page]:
+    """A page in a fresh browser context on `url`, with app-sized timeouts."""
+    context = browser.new_context(base_url=url)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        yield page
+    finally:
+        context.close()
