@@ -11,9 +11,10 @@ autovacuum does between scheduled runs, so WAL flushes and dead rows of one meth
 next; and no timed step starts while an autovacuum worker runs):
 
 - writer (replace): the production path end to end: `open_target` (advisory lock), then
-  `engine.stream` running a "stackql" that replays the JSONL file (`cat`), parsing JSON Lines in
-  the engine, and `TargetSession.write` in replace mode (DELETE + COPY of the 12 columns plus
-  `_stackql_run_id`/`_stackql_collected_at` in one transaction, provenance comment, commit), into
+  `engine.stream` running a "stackql" that replays the JSONL file (`cat`), its blocks of JSON
+  Lines turned into COPY text by pyarrow (the writer's `JsonLinesToCopy`), and `TargetSession.write` in
+  replace mode (DELETE + COPY of the 12 columns plus `_stackql_run_id`/`_stackql_collected_at` in
+  one transaction, provenance comment, commit), into
   the table created by an untimed first run (the steady state of a schedule). The runner's
   after-commit steps (ANALYZE, refreshing dependent materialized views; none exist here) are not
   part of the write and not timed.
@@ -27,13 +28,13 @@ next; and no timed step starts while an autovacuum worker runs):
 - history: `TargetSession.write` in history mode keyed on `item_id`, each round on a result where
   1% of the rows (2,000, a different block each round) changed since the previous round.
 - writer SQL only (a diagnostic, not a contender): the server's share of the writer's work, i.e.
-  the writer's own statements (DELETE, then COPY of the same 14 columns in the text format the
-  writer sends, pre-encoded by its CopySource, commit) into a table like the writer's. No stackql,
+  the writer's own statements (DELETE, then COPY of the same 14 columns in the text format
+  the writer sends, pre-encoded by its CopySource, commit) into a table like the writer's. No stackql,
   no parsing, no encoding: the writer cannot be faster than this on the same server.
 
 Also printed: the machine's CPU count and load average before and after, and the CPU time the
-writer's own process used per round (parsing and encoding; the server and stackql are separate
-processes). On a machine with few cores the writer's Python work and the server's COPY compete for
+writer's own process used per round (reading and converting stackql's output; the server and
+stackql are separate processes). On a machine with few cores the writer's Python work and the server's COPY compete for
 the same CPUs, while the raw COPY has next to no client work.
 
 Last line (machine-readable): `writer/copy=<copy time / writer time>` (throughput ratio, higher is
@@ -67,6 +68,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stackql_inventory.db import engine as db_engine  # noqa: E402
+from stackql_inventory.services import copy_source  # noqa: E402
 from stackql_inventory.services import engine as stackql_engine  # noqa: E402
 from stackql_inventory.services import inventory_writer  # noqa: E402
 
@@ -173,7 +175,7 @@ class Bench:
         t0 = time.perf_counter()
         with inventory_writer.open_target(SCHEMA, table) as target:
             with self.stackql.stream(self.query, {"STACKQL_BENCH_JSONL": str(jsonl)}) as stream:
-                result = target.write(stream.columns, stream.rows, mode=mode, run_id=self.run_id,
+                result = target.write(stream.columns, stream, mode=mode, run_id=self.run_id,
                                       collected_at=datetime.now(timezone.utc),
                                       key_columns=("item_id",) if mode == "history" else ())
         elapsed = time.perf_counter() - t0
@@ -193,8 +195,8 @@ class Bench:
             cur = raw.cursor()
             t0 = time.perf_counter()
             cur.execute(f"DELETE FROM {SCHEMA}.{table}")
-            cur.copy_expert(f'COPY {SCHEMA}.{table} ({", ".join(columns)}) FROM STDIN', io.BytesIO(copy_text),
-                            size=1 << 20)
+            cur.copy_expert(f'COPY {SCHEMA}.{table} ({", ".join(columns)}) FROM STDIN',
+                            io.BytesIO(copy_text), size=1 << 20)
             raw.commit()
             return time.perf_counter() - t0
         finally:
@@ -220,8 +222,7 @@ class Bench:
 
 def writer_copy_text(rows: list[tuple], run_id: int) -> bytes:
     """The COPY text the writer sends for these rows (its CopySource, with its two bookkeeping columns)."""
-    suffix = f"\t{run_id}\t{datetime.now(timezone.utc).isoformat()}"
-    source = inventory_writer.CopySource(iter(rows), COLUMNS, suffix)
+    source = copy_source.CopySource.from_rows(rows, COLUMNS, (str(run_id), datetime.now(timezone.utc).isoformat()))
     text = b"".join(iter(source.read, b""))
     source.join()
     return text
@@ -322,7 +323,7 @@ def main() -> None:
             print(f"{label:<34}{med[key]:>10.3f}{min(v):>9.3f}{max(v):>9.3f}{args.rows / med[key]:>12,.0f}")
         best_to_sql = min(med["to_sql"], med["to_sql_multi"])
         print()
-        print(f"writer's own CPU per round (parse + encode, this process): median "
+        print(f"writer's own CPU per round (read + convert, this process): median "
               f"{statistics.median(writer_cpu):.3f}s ({statistics.median(writer_cpu) / args.rows * 1e6:.2f} µs/row); "
               f"server-side bound writer_sql/copy: copy/writer_sql={med['copy'] / med['writer_sql']:.2f}")
         print(f"waited {bench.waited_s:.1f}s in all for autovacuum workers to finish before timed steps")

@@ -242,7 +242,7 @@ def _run(req: RunRequest, plan: _Plan, run: runs.RunView, trigger: str, t0: floa
             limits = engine.QueryLimits(row_limit=None, timeout_s=req.timeout_s)
             with engine.stream(plan.query_text, env, limits, run_id=f"run-{run.id}") as stream:
                 write_result = target_session.write(
-                    stream.columns, stream.rows, mode=plan.write_mode, run_id=run.id, collected_at=collected_at,
+                    stream.columns, stream, mode=plan.write_mode, run_id=run.id, collected_at=collected_at,
                     key_columns=plan.key_columns,
                     provenance=inventory_writer.Provenance(
                         query_name=plan.query_name, query_id=plan.query_id, schedule_id=plan.schedule_id,

@@ -9,27 +9,17 @@ import pytest
 
 from stackql_inventory.services.engine import Engine, QueryLimits
 from stackql_inventory.services.errors import ErrorKind, UserFacingError
+from tests.support.replay import make_replay_engine
 
 pytestmark = pytest.mark.timeout(60)
 
-# A "stackql" printing a prepared file as its result: the lines below reach the engine byte for byte.
-REPLAY = """#!/bin/sh
-case "$1" in
-  --version) printf 'stackql v0.10.0 linux (replay1)\\nBuildDate: 2026-01-01\\nhttps://stackql.io\\n' ;;
-  exec) exec cat "$REPLAY_JSONL" ;;
-  *) echo "replay stackql: unsupported command $1" >&2; exit 1 ;;
-esac
-"""
 QUERY = "SELECT c, a, b FROM synthetic.bulk.items"
 MANY = 1300  # more than two of the engine's batches
 
 
 @pytest.fixture(scope="module")
 def replay_engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
-    bin_dir = tmp_path_factory.mktemp("replay-bin")
-    (bin_dir / "stackql").write_text(REPLAY)
-    (bin_dir / "stackql").chmod(0o755)
-    return Engine(bin_dir, tmp_path_factory.mktemp("approot"))
+    return make_replay_engine(tmp_path_factory.mktemp("replay"))
 
 
 def plain(i: int) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -10,6 +11,7 @@ import sqlalchemy as sa
 
 from stackql_inventory.services import engine, inventory_writer as w
 from stackql_inventory.services.errors import ErrorKind, UserFacingError
+from tests.support.replay import make_replay_engine
 from tests.support.runner import bulk_query, fake_stackql, rows, scalar, snapshot  # noqa: F401
 
 S = "stackql_inventory"
@@ -25,6 +27,17 @@ def write(table: str, columns, data, *, mode: str = "replace", run: int = 1, key
     result, refresh = w.write(schema, table, columns, iter(data), mode=mode, run_id=run, collected_at=at(run),
                               key_columns=keys, provenance=provenance)
     return result
+
+
+def write_streamed(tmp_path, table: str, columns, data, *, mode: str = "replace", run: int = 1, keys=()):
+    """Write `data` as the runner does: stackql's JSON Lines (a replayed file) streamed into the writer."""
+    path = tmp_path / f"{table}-{run}.jsonl"
+    path.write_bytes(b"".join(json.dumps(dict(zip(columns, r)), sort_keys=True, ensure_ascii=False).encode() + b"\n"
+                              for r in data))
+    query = f"SELECT {', '.join(columns)} FROM synthetic.bulk.items"
+    with w.open_target(S, table) as target:
+        with make_replay_engine(tmp_path).stream(query, {"REPLAY_JSONL": str(path)}) as s:
+            return target.write(s.columns, s, mode=mode, run_id=run, collected_at=at(run), key_columns=keys)
 
 
 def columns_of(db, table: str, schema: str = S) -> list[tuple[str, str]]:
@@ -224,15 +237,19 @@ def test_new_columns_in_history_and_append_modes(db):
     assert rows(db, f"SELECT id, note FROM {S}.eva ORDER BY id") == [(1, None), (2, "n")]
 
 
+@pytest.mark.parametrize("via", ["rows", "stream"])
 @pytest.mark.parametrize("mode", ["replace", "append", "history"])
-def test_a_value_that_no_longer_fits_names_the_column_and_leaves_the_table_untouched(db, mode):
+def test_a_value_that_no_longer_fits_names_the_column_and_leaves_the_table_untouched(db, mode, via, tmp_path):
     cols = ["id", "quantity", "name"]
     keys = ["id"] if mode == "history" else []
     write("fits", cols, [("1", "5", "a"), ("2", "6", "b")], mode=mode, run=1, keys=keys)
     before = snapshot(db, "fits")
     data = [(str(i), str(i), f"n{i}") for i in range(10, 5000)] + [("9", "1.5", "bad")]
     with pytest.raises(UserFacingError) as e:
-        write("fits", cols, data, mode=mode, run=2, keys=keys)
+        if via == "rows":
+            write("fits", cols, data, mode=mode, run=2, keys=keys)
+        else:
+            write_streamed(tmp_path, "fits", cols, data, mode=mode, run=2, keys=keys)
     assert e.value.kind is ErrorKind.SCHEMA
     msg = e.value.message
     assert "'quantity'" in msg and "bigint" in msg and "'1.5'" in msg and "left unchanged" in msg
@@ -256,11 +273,16 @@ def test_user_changes_to_column_types_are_respected(db):
     assert rows(db, f"SELECT n FROM {S}.retyped") == [(5.5,)]
 
 
-def test_nul_characters_are_an_error_naming_the_column(db):
+@pytest.mark.parametrize("via", ["rows", "stream"])
+def test_nul_characters_are_an_error_naming_the_column(db, via, tmp_path):
     write("nul", ["id", "v"], [("1", "ok")], run=1)
     before = snapshot(db, "nul")
+    data = [(str(i), "fine") for i in range(2, 3000)] + [("3000", "a\x00b")]
     with pytest.raises(UserFacingError) as e:
-        write("nul", ["id", "v"], [("2", "a\x00b")], run=2)
+        if via == "rows":
+            write("nul", ["id", "v"], data, run=2)
+        else:
+            write_streamed(tmp_path, "nul", ["id", "v"], data, run=2)
     assert "'v'" in e.value.message and "NUL" in e.value.message
     assert snapshot(db, "nul") == before
 
@@ -290,10 +312,15 @@ def test_large_batches_with_rare_special_values_round_trip(db):
         (4321, "has\ttab", "x"), (8765, None, "back\\slash"), (9999, "v9999", None)]
 
 
-def test_copy_source_encodes_text_format():
-    src = w.CopySource(iter([("a", None, "t\tb"), ("\\", "", "x")]), ["c1", "c2", "c3"], "\t7\tT")
-    assert src.read() == b"a\t\\N\tt\\tb\t7\tT\n\\\\\t\tx\t7\tT\n"
-    assert src.read() == b"" and src.rows == 2
+def test_tricky_values_through_the_stream_land_exactly_as_through_rows(db, tmp_path):
+    """The writer's JSON Lines fast path (pyarrow CSV) and its row path put the same values in the table."""
+    data = [(str(i), v, None if i % 3 else v) for i, v in enumerate(TRICKY)] * 150  # several blocks' worth
+    data = [(str(i), v, m) for i, (_, v, m) in enumerate(data)]
+    result = write_streamed(tmp_path, "via_stream", ["id", "v", "maybe"], data)
+    write("via_rows", ["id", "v", "maybe"], data)
+    assert result.rows_written == len(data)
+    q = "SELECT id, v, maybe, _stackql_run_id, _stackql_collected_at FROM {}.{} ORDER BY id"
+    assert rows(db, q.format(S, "via_stream")) == rows(db, q.format(S, "via_rows"))
 
 
 # ---------------------------------------------------------------------------------------------- identifiers

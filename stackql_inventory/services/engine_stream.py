@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
-from itertools import chain, islice
+from itertools import chain
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,17 @@ if TYPE_CHECKING:
     from stackql_inventory.services.engine import Engine
 
 _STREAM_BATCH = 512  # lines per batch: big enough to amortise Python's per-batch work, small enough for the CPU cache
+_BLOCK_BYTES = 1 << 20  # stackql output read at a time (whole lines of it are handed on)
+
+
+def _first_lines(block: bytes, n: int) -> bytes:
+    """The first `n` lines of a block (with their newlines)."""
+    end = 0
+    for _ in range(n):
+        end = block.find(b"\n", end) + 1
+        if not end:
+            return block
+    return block[:end]
 
 
 def _row_maker(cols: list[str]) -> Callable[[list[dict[str, Any]]], Iterator[tuple[Any, ...]]]:
@@ -68,6 +79,9 @@ class RowStream:
         self._running: Running | None = None
         self._first: dict[str, Any] | None = None
         self._rows: Iterator[Row] | None = None  # chained batches of _iterate
+        self._to_rows: Callable[[list[dict[str, Any]]], Iterator[Row]] = _row_maker([])
+        self._entered = False
+        self._claimed = False
         self._finished = False
         self._t0 = 0.0
 
@@ -96,7 +110,8 @@ class RowStream:
                 self._finish()
                 keys = []
             self.columns = resolve_columns(self._statement, keys, self._engine.describe_columns)
-            self._rows = chain.from_iterable(self._iterate())
+            self._to_rows = _row_maker(self.columns)
+            self._entered = True
             return self
         except BaseException:
             self.__exit__(*sys.exc_info())
@@ -119,9 +134,28 @@ class RowStream:
 
     @property
     def rows(self) -> Iterator[Row]:
+        """The rows, one tuple each (consume either `rows` or `batches()`, not both)."""
         if self._rows is None:
-            raise RuntimeError("use the stream inside `with engine.stream(...) as s:`")
+            self._claim()
+            self._rows = chain.from_iterable(self._iterate())
         return self._rows
+
+    def batches(self, convert: Callable[[bytes, int], Any] | None = None) -> Iterator[Any]:
+        """The rows in batches: lists of row tuples, or what `convert(block, lines)` made of a block of
+        `lines` complete JSON Lines (when it answers None the block is parsed into lists of rows).
+
+        For consumers that can take stackql's JSON Lines in bulk (the inventory writer's COPY);
+        errors, the row limit, `row_count` and cancellation work as with `rows`.
+        """
+        self._claim()
+        return self._iterate(convert)
+
+    def _claim(self) -> None:
+        if not self._entered:
+            raise RuntimeError("use the stream inside `with engine.stream(...) as s:`")
+        if self._claimed:
+            raise RuntimeError("a stream's rows can be consumed once: use either `rows` or `batches()`")
+        self._claimed = True
 
     # ---------------------------------------------------------------- internals
     def _drain(self) -> None:
@@ -155,58 +189,94 @@ class RowStream:
             raise UserFacingError("stackql printed an unexpected JSON value instead of a row.", ErrorKind.BINARY)
         return obj
 
-    def _iterate(self) -> Iterator[list[Row]]:
-        """The rows in batches of up to `_STREAM_BATCH` lines (the `rows` property chains them).
+    def _iterate(self, convert: Callable[[bytes, int], Any] | None = None) -> Iterator[Any]:
+        """The rows in batches (the `rows` property chains them; `batches` hands them out).
 
-        A batch's lines are parsed, checked and turned into tuples by C loops (orjson, itemgetter,
-        set(map(type, …))), so Python runs per batch, not per row. A batch that is not plain (a line
-        that is not a JSON object, a row with keys the first row did not have, a value that is not a
-        string or null) is redone row by row: it yields the rows before the one at fault, then raises.
+        stackql's output is read in blocks of complete lines (`_BLOCK_BYTES`). With `convert`, a
+        block goes to convert(block, lines) first and its answer is yielded; when it answers None
+        (and always without `convert`) the block's lines are parsed here, `_STREAM_BATCH` at a
+        time: by C loops (orjson, itemgetter, set(map(type, …))), so Python runs per batch, not per
+        row. A batch that is not plain (a line that is not a JSON object, a row with keys the first
+        row did not have, a value that is not a string or null) is redone row by row: it yields the
+        rows before the one at fault, then raises. The row limit cuts a block at a line.
         """
-        cols = self.columns
         limit = self.limits.row_limit
-        stdout = self._proc.stdout if self._proc else None
         first, self._first = self._first, None
-        lines = iter(stdout.readline, b"") if stdout is not None and first is not None else iter(())
-        to_rows = _row_maker(cols)
-        loads = orjson.loads
-        ncols = len(cols)
         count = 0
-        error: UserFacingError | None = None
-        batch, _ = self._slow_rows([first]) if first is not None else ([], None)
-        while True:
-            if not batch:
-                raw = list(islice(lines, _STREAM_BATCH))
-                if not raw:
-                    break
-                try:
-                    objs = list(map(loads, raw))
-                    if max(map(len, objs)) > ncols:
-                        raise KeyError("extra keys")
-                    batch = list(to_rows(objs))
-                except (orjson.JSONDecodeError, TypeError, KeyError):
-                    batch, error = self._slow_rows(raw)
-                else:
-                    if not set(map(type, chain.from_iterable(batch))) <= TEXT_TYPES:
-                        batch = list(map(text_row, batch))
-            if limit is not None and count + len(batch) > limit:
-                batch = batch[: limit - count]
-                self.truncated = True
-                error = None  # the row at fault lies beyond the cut
+        if first is not None:
+            batch, error = self._slow_rows([first])
+            count = self.row_count = len(batch)
+            if limit is not None and count > limit:
+                batch, error, self.truncated = batch[:limit], None, True
+                count = self.row_count = len(batch)
             if batch:
-                count += len(batch)
-                self.row_count = count
                 yield batch
-                batch = []
             if error is not None:
                 raise error
-            if self.truncated:
-                self._kill()
-                break
-            if self._stderr:
-                self._raise_early_errors()
+            for block, lines in self._blocks() if not self.truncated else ():
+                if limit is not None and count + lines > limit:
+                    lines = limit - count
+                    block = _first_lines(block, lines)
+                    self.truncated = True
+                converted = convert(block, lines) if convert is not None and lines else None
+                if converted is not None:
+                    count += lines
+                    self.row_count = count
+                    yield converted
+                else:
+                    raw = block.split(b"\n")
+                    if raw[-1] == b"":
+                        raw.pop()
+                    for i in range(0, len(raw), _STREAM_BATCH):
+                        batch, error = self._parse_lines(raw[i:i + _STREAM_BATCH])
+                        if batch:
+                            count += len(batch)
+                            self.row_count = count
+                            yield batch
+                        if error is not None:
+                            raise error
+                if self.truncated:
+                    self._kill()
+                    break
+                if self._stderr:
+                    self._raise_early_errors()
         self.row_count = count
         self._finish()
+
+    def _blocks(self) -> Iterator[tuple[bytes, int]]:
+        """stackql's remaining output as (block of complete lines, how many); the last line may lack its newline."""
+        stdout = self._proc.stdout if self._proc else None
+        if stdout is None:
+            return
+        carry: list[bytes] = []
+        while True:
+            data = stdout.read(_BLOCK_BYTES)
+            if not data:
+                break
+            cut = data.rfind(b"\n") + 1
+            if not cut:
+                carry.append(data)  # a line longer than a block
+                continue
+            block = b"".join([*carry, data[:cut]]) if carry else data[:cut]
+            carry = [data[cut:]] if cut < len(data) else []
+            yield block, block.count(b"\n")
+        rest = b"".join(carry)
+        if rest:
+            yield rest, rest.count(b"\n") + 1
+
+    def _parse_lines(self, raw: list[bytes]) -> tuple[list[Row], UserFacingError | None]:
+        """Up to `_STREAM_BATCH` lines → (rows, None), or the rows before the first line at fault and its error."""
+        cols = self.columns
+        try:
+            objs = list(map(orjson.loads, raw))
+            if max(map(len, objs)) > len(cols):
+                raise KeyError("extra keys")
+            batch = list(self._to_rows(objs))
+        except (orjson.JSONDecodeError, TypeError, KeyError):
+            return self._slow_rows(raw)
+        if not set(map(type, chain.from_iterable(batch))) <= TEXT_TYPES:
+            batch = list(map(text_row, batch))
+        return batch, None
 
     def _slow_rows(self, items: list[Any]) -> tuple[list[Row], UserFacingError | None]:
         """Lines (or parsed objects) one at a time: the rows up to the first one at fault, and its error."""

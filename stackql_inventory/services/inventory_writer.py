@@ -68,18 +68,17 @@ import contextlib
 import hashlib
 import json
 import logging
-import queue
 import re
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import islice, repeat
 from typing import Any
 
 from psycopg2 import sql
 
+from stackql_inventory.services.copy_source import (
+    COPY_READ_SIZE, Batch, CopySource, JsonLinesToCopy, RowBatches, row_batches)
 from stackql_inventory.services.errors import ErrorKind, UserFacingError
 
 log = logging.getLogger(__name__)
@@ -100,10 +99,6 @@ _NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _RESERVED_SCHEMAS = frozenset({"stackql_app", "information_schema", "public"})
 _MAX_IDENT_BYTES = 63
 _LOCK_NAMESPACE = "stackql-inventory.writer:"
-
-_BATCH_ROWS = 2000                 # rows serialised per COPY chunk
-_QUEUE_CHUNKS = 128               # chunks (of _BATCH_ROWS rows) encoded ahead of the COPY
-_COPY_READ_SIZE = 1 << 20
 
 # Type inference for columns a table does not have yet: every value of this run must fit.
 _INT_RE = r"^-?[0-9]{1,19}$"
@@ -261,153 +256,6 @@ def lock_key(schema: str, table: str) -> int:
     """The advisory lock key (signed 64-bit) of a target."""
     digest = hashlib.sha256(f"{_LOCK_NAMESPACE}{schema}.{table}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
-
-
-# ============================================================================ COPY source (the hot path)
-
-
-class _SourceFailed(Exception):
-    """Raised into psycopg2's COPY loop; the real exception is kept on the source."""
-
-
-_NULL_GET = {None: "\x00"}.get
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-class CopySource:
-    """A file-like object for `copy_expert`: rows serialised to COPY's text format by a producer thread.
-
-    The producer pulls rows (parsing stackql's output happens there, in the engine's iterator) and
-    encodes them while the caller's thread is inside libpq sending earlier chunks (psycopg2 lets go
-    of the GIL there), so Python's work and the server's overlap instead of taking turns; a
-    bounded queue keeps at most `_QUEUE_CHUNKS` chunks in memory.
-
-    Rows are taken in batches and joined with tabs and newlines in C (`str.join`); counting the
-    separators afterwards proves no value contained one, so the common batch needs no per-value
-    escaping. A batch that has tabs, newlines, carriage returns or NULs inside values takes the
-    per-value path. `suffix` (tab-prefixed constant columns) is appended to every row.
-    """
-
-    def __init__(self, rows: Iterator[Sequence[str | None]], columns: Sequence[str], suffix: str = ""):
-        self._rows = iter(rows)
-        self._columns = list(columns)
-        self._ncols = len(self._columns)
-        if not self._columns:
-            suffix = suffix[1:]  # no data columns: the constants are the whole row
-        self._sep = suffix + "\n"
-        self._tabs_per_row = max(self._ncols - 1, 0) + suffix.count("\t")
-        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=_QUEUE_CHUNKS)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._finished = False
-        self.rows = 0
-        self.error: BaseException | None = None
-
-    def start(self) -> None:
-        """Start encoding ahead (idempotent); read() starts it too."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._produce, name="inventory-writer-encode", daemon=True)
-            self._thread.start()
-
-    # psycopg2 calls read() until it returns an empty value.
-    def read(self, size: int = -1) -> bytes:
-        if self._finished:
-            return b""
-        try:
-            self.start()
-            item = self._queue.get()
-            if isinstance(item, BaseException):
-                raise item
-            if not item:
-                self._finished = True
-            return item
-        except BaseException as exc:  # stream errors, cancellation: keep them, abort the COPY
-            self.error = exc
-            self.stop()
-            raise _SourceFailed("the result stream failed") from None
-
-    def stop(self) -> None:
-        """Stop the producer after a failure (it ends by itself when the rows run out).
-
-        Not joined: it may be waiting for stackql, which the caller's `with engine.stream(...)`
-        kills on the way out; the thread then finds the stop flag and ends.
-        """
-        self._stop.set()
-        with contextlib.suppress(queue.Empty):
-            while True:
-                self._queue.get_nowait()  # unblock a producer waiting for room
-
-    def join(self) -> None:
-        """Wait for the producer after the last chunk was read (it has nothing left to do)."""
-        if self._thread is not None:
-            self._thread.join()
-
-    def _produce(self) -> None:
-        try:
-            while not self._stop.is_set():
-                chunk = self._next_chunk()
-                self._put(chunk)
-                if not chunk:
-                    return
-        except BaseException as exc:  # handed to the COPY's thread, which raises it
-            self._put(exc)
-
-    def _put(self, item: bytes | BaseException) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-
-    def _next_chunk(self) -> bytes:
-        batch = list(islice(self._rows, _BATCH_ROWS))
-        if not batch:
-            return b""
-        self.rows += len(batch)
-        return self._encode(batch)
-
-    def _encode(self, batch: list[Sequence[str | None]]) -> bytes:
-        tj = "\t".join
-        get = _NULL_GET
-        try:
-            body = self._sep.join([tj(map(get, r, r)) if None in r else tj(r) for r in batch]) + self._sep
-        except TypeError:  # a value that is not text: the engine promises str | None
-            return self._encode_slow(batch)
-        n = len(batch)
-        if body.count("\t") != n * self._tabs_per_row or body.count("\n") != n or "\r" in body:
-            return self._encode_slow(batch)
-        nuls = body.count("\x00")
-        if nuls and nuls != sum(map(tuple.count, map(tuple, batch), repeat(None))):
-            return self._encode_slow(batch)
-        if "\\" in body:
-            body = body.replace("\\", "\\\\")
-        if nuls:
-            body = body.replace("\x00", "\\N")
-        return body.encode("utf-8", "surrogatepass")
-
-    def _encode_slow(self, batch: list[Sequence[str | None]]) -> bytes:
-        out = []
-        for i, row in enumerate(batch):
-            if len(row) != self._ncols:
-                raise UserFacingError(
-                    f"Row {self.rows - len(batch) + i + 1} of the result has {len(row)} values for "
-                    f"{self._ncols} columns; run the query again.", ErrorKind.SCHEMA)
-            cells = []
-            for name, value in zip(self._columns, row):
-                if value is None:
-                    cells.append("\\N")
-                    continue
-                if not isinstance(value, str):
-                    value = str(value)
-                if "\x00" in value:
-                    raise UserFacingError(
-                        f"Column {name!r} has a value with a NUL character (\\u0000), which PostgreSQL text cannot "
-                        "hold: remove it in the query (e.g. replace(col, char(0), '')), then run again.",
-                        ErrorKind.SCHEMA)
-                cells.append(value.translate(_ESCAPES))
-            out.append("\t".join(cells))
-        return (self._sep.join(out) + self._sep).encode("utf-8", "surrogatepass")
 
 
 # ============================================================================ catalog helpers
@@ -591,6 +439,14 @@ def _comment_text(prov: Provenance | None, mode: str, key_columns: Sequence[str]
     return "\n".join(lines)
 
 
+def _batches(rows: Iterable[Sequence[str | None]] | RowBatches, columns: list[str],
+             constants: Sequence[str] = ()) -> Iterator[Batch]:
+    """The result in COPY batches: the engine's stream converts its JSON Lines blocks; plain rows are batched."""
+    if hasattr(rows, "batches"):
+        return rows.batches(JsonLinesToCopy(columns, constants))
+    return row_batches(rows)
+
+
 class TargetSession:
     """A locked target: `now()`, `write(...)`, `refresh_dependants()`. Made by `open_target()`."""
 
@@ -619,10 +475,13 @@ class TargetSession:
         return found
 
     # ---------------------------------------------------------------- write
-    def write(self, columns: Sequence[str], rows: Iterable[Sequence[str | None]], *, mode: str, run_id: int,
-              collected_at: datetime, key_columns: Sequence[str] = (),
+    def write(self, columns: Sequence[str], rows: Iterable[Sequence[str | None]] | RowBatches, *, mode: str,
+              run_id: int, collected_at: datetime, key_columns: Sequence[str] = (),
               provenance: Provenance | None = None) -> WriteResult:
-        """Write one result (columns in SELECT order, rows of str | None) in one transaction.
+        """Write one result (columns in SELECT order; rows of str | None, or the engine's stream) in one transaction.
+
+        Given the engine's stream (anything with `batches(convert)`), blocks of stackql's JSON Lines
+        go to COPY converted by pyarrow, not row by row (see copy_source).
 
         Raises UserFacingError (the table untouched) for a value that no longer fits, a table that
         is not an inventory table of this mode, missing key columns, and database failures.
@@ -650,10 +509,10 @@ class TargetSession:
                 created = info is None
                 history = None
                 if not new_cols and mode != "history":
-                    rows_written = self._write_direct(cur, mapped, rows, mode, run_id, collected_at)
+                    rows_written = self._write_direct(cur, columns, mapped, rows, mode, run_id, collected_at)
                 else:
                     rows_written, types, history = self._write_staged(
-                        cur, info, mapped, types, new_cols, rows, mode, run_id, collected_at, keys)
+                        cur, info, columns, mapped, types, new_cols, rows, mode, run_id, collected_at, keys)
                 if created or new_cols:
                     for table_col, result_col in zip(mapped, columns):
                         if table_col != result_col and table_col in new_cols:
@@ -739,7 +598,7 @@ class TargetSession:
         try:
             if before is not None:
                 cur.execute(before)
-            cur.copy_expert(statement, source, size=_COPY_READ_SIZE)
+            cur.copy_expert(statement, source, size=COPY_READ_SIZE)
             source.join()
         except psycopg2.Error:
             source.stop()
@@ -750,30 +609,31 @@ class TargetSession:
             source.stop()
             raise
 
-    def _write_direct(self, cur: Any, mapped: list[str], rows: Iterable[Sequence[str | None]], mode: str,
-                      run_id: int, collected_at: datetime) -> int:
+    def _write_direct(self, cur: Any, columns: list[str], mapped: list[str],
+                      rows: Iterable[Sequence[str | None]] | RowBatches, mode: str, run_id: int,
+                      collected_at: datetime) -> int:
         """Steady state: COPY straight into the table (replace: after deleting the old rows, same transaction)."""
         target = _ident(self.schema, self.table)
-        suffix = f"\t{int(run_id)}\t{collected_at.isoformat()}"
-        source = CopySource(iter(rows), mapped, suffix)
+        constants = (str(int(run_id)), collected_at.isoformat())
+        source = CopySource(_batches(rows, columns, constants), mapped, constants)
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(target, _idents([*mapped, RUN_ID, COLLECTED_AT]))
         before = sql.SQL("DELETE FROM {}").format(target) if mode == "replace" else None
         self._copy(cur, statement, source, before)
         return source.rows
 
-    def _write_staged(self, cur: Any, info: _Table | None, mapped: list[str], types: dict[str, str],
-                      new_cols: list[str], rows: Iterable[Sequence[str | None]], mode: str, run_id: int,
-                      collected_at: datetime, keys: list[str]) -> tuple[int, dict[str, str], HistoryCounts | None]:
+    def _write_staged(self, cur: Any, info: _Table | None, columns: list[str], mapped: list[str],
+                      types: dict[str, str], new_cols: list[str], rows: Iterable[Sequence[str | None]] | RowBatches,
+                      mode: str, run_id: int, collected_at: datetime, keys: list[str]
+                      ) -> tuple[int, dict[str, str], HistoryCounts | None]:
         """New table, new columns or history: COPY into a temp table, then change the table in one short step."""
         stage = _ident("_stackql_stage")
         cur.execute(sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(
             stage, sql.SQL(", ").join(sql.SQL("{} {}").format(_ident(c), sql.SQL(types[c])) for c in mapped)))
-        source = CopySource(iter(rows), mapped)
+        source = CopySource(_batches(rows, columns), mapped)
         if mapped:
             self._copy(cur, sql.SQL("COPY {} ({}) FROM STDIN").format(stage, _idents(mapped)), source)
         else:
-            for _ in rows:
-                source.rows += 1
+            source.count_only()
         self._step("stage copy")
         types = dict(types)
         types.update(self._infer_types(cur, new_cols))
