@@ -183,3 +183,14 @@ def test_rows_and_batches_cannot_both_be_consumed(replay, tmp_path):
         _ = s.rows
         with pytest.raises(RuntimeError, match="consumed once"):
             s.batches()
+
+
+def test_a_line_longer_than_a_block_and_a_last_line_without_newline_arrive_whole(replay, tmp_path):
+    rows = [(str(i), "v" * (2_500_000 if i == 3 else 10), None) for i in range(6)]
+    data = jsonl(rows).rstrip(b"\n")
+    got, s = batches_of(replay, tmp_path, data, JsonLinesToCopy(COLS, CONST))
+    out = b"".join(b.data if isinstance(b, Encoded) else encode_rows(b) for b in got)
+    assert out == encode_rows(rows) and s.row_count == 6
+    path = tmp_path / "r.jsonl"
+    with replay.stream("SELECT id, v, maybe FROM t", {"REPLAY_JSONL": str(path)}) as s:
+        assert list(s.rows) == rows
