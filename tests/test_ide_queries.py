@@ -200,6 +200,57 @@ def test_read_only_users_cannot_pull_from_the_editor_either(db, process_engine, 
     assert ide_queries.run("SELECT 1 AS one", actor=READER, session="s", run_id="read").row_count == 1
 
 
+@pytest.mark.parametrize(("statement", "expected"), [
+    ("SELECT * FROM aws.ec2.instances i JOIN Google.compute.instances g ON 1 = 1", ["aws", "google"]),
+    ("-- c\n show extended resources in cloudflare.zones", ["cloudflare"]),
+    ("SHOW METHODS IN okta.user.users", ["okta"]),
+    ("DESCRIBE github.repos.repos", ["github"]),
+    ("SELECT json_extract(x, '$.a.b.c') AS v FROM azure.compute.vms", ["azure"]),
+    ("SELECT 1 AS one", []),
+    ("SHOW PROVIDERS", []),
+])
+def test_referenced_providers(statement, expected):
+    assert ide_queries.referenced_providers(statement) == expected
+
+
+@pytest.mark.parametrize("text", ["SELECT id, name FROM cloudflare.zones.zones", "SHOW SERVICES IN cloudflare",
+                                  "DESCRIBE cloudflare.zones.zones"])
+def test_read_only_users_cannot_install_a_provider_by_querying_it(db, process_engine, read_only, text):
+    with pytest.raises(UserFacingError) as e:
+        ide_queries.run(text, actor=READER, session="s", run_id="auto-install")
+    assert e.value.kind is ErrorKind.PERMISSION
+    assert "cannot install the cloudflare provider" in e.value.message and "REGISTRY PULL cloudflare" in e.value.message
+    assert "cloudflare" not in {p.name for p in catalog.get_catalog().providers()}
+
+
+def test_once_an_editor_installed_it_read_only_users_query_it(db, process_engine, read_only):
+    ide_queries.run("SHOW SERVICES IN cloudflare", actor=ANA, session="s", run_id="editor")  # installs it
+    result = ide_queries.run("SHOW SERVICES IN cloudflare", actor=READER, session="s", run_id="reader")
+    assert result.row_count > 0
+
+
+def test_providers_the_registry_does_not_have_are_left_to_stackql(db, process_engine, read_only):
+    with pytest.raises(ide_queries.QueryFailed) as e:
+        ide_queries.run("SELECT x FROM nosuchprovider.svc.res", actor=READER, session="s", run_id="unknown")
+    assert e.value.kind is not ErrorKind.PERMISSION
+
+
+def test_is_installed_checks_a_cached_no_again():
+    installed: list[dict] = []
+    calls = []
+
+    def execute(statement: str) -> engine.QueryResult:
+        calls.append(statement)
+        return engine.QueryResult(["name", "version"], [(r["name"], r["version"]) for r in installed], False, 0.0,
+                                  (), "srv")
+
+    cat = Catalog(execute)
+    assert cat.is_installed("aws") is False and len(calls) == 2
+    installed.append({"name": "aws", "version": "v1"})  # installed by another process meanwhile
+    assert cat.is_installed("aws") is True
+    assert cat.is_installed("aws") is True and len(calls) == 3  # a cached "yes" is not asked again
+
+
 # ============================================================================ running
 
 

@@ -142,6 +142,14 @@ class Catalog:
         return self._cached(("providers",), lambda: [
             ProviderInfo(r["name"], r.get("version", "")) for r in _records(self._execute("SHOW PROVIDERS"))])
 
+    def is_installed(self, provider: str) -> bool:
+        """Whether `provider` is installed; a cached "no" is checked again (another process may have installed it)."""
+        if any(p.name == provider for p in self.providers()):
+            return True
+        with self._lock:
+            self._cache.pop(("providers",), None)
+        return any(p.name == provider for p in self.providers())
+
     def services(self, provider: str) -> list[ServiceInfo]:
         """Services of a provider (SHOW SERVICES IN p); installs the provider on first use."""
         p = check_name(provider, "provider")

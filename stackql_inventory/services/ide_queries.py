@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 _MISSING_PARAMS = re.compile(r"cannot find matching operation", re.I)
 # Installing a provider changes the app for everyone: only editors may, from the schema browser or the editor.
 _REGISTRY_PULL = re.compile(r"\s*REGISTRY\s+PULL\b", re.I)
+_SHOW_IN = re.compile(r"\s*SHOW\s+(?:EXTENDED\s+)?(?:SERVICES|RESOURCES|METHODS)\s+IN\s+([A-Za-z_][A-Za-z0-9_]*)", re.I)
 # Items returned to the editor per completion request.
 MAX_COMPLETIONS = 300
 
@@ -111,6 +112,7 @@ def run(statement: str, *, actor: Identity, session: str, run_id: str, provider:
     """
     if _REGISTRY_PULL.match(sql_text.strip_comments(statement)):
         identity.require_editor(actor, "pull providers from the registry")
+    _refuse_auto_install(statement, actor, catalog)
     env, notices = interactive_env()
     limits = limits or engine.QueryLimits.from_settings()
     try:
@@ -126,6 +128,37 @@ def run(statement: str, *, actor: Identity, session: str, run_id: str, provider:
         result_id=stored.id, statement=statement, columns=stored.columns, types=stored.types,
         row_count=stored.row_count, truncated=result.truncated, row_limit=limits.row_limit,
         elapsed_s=result.elapsed_s, messages=result.messages, notices=notices, finished_at=finished)
+
+
+def referenced_providers(statement: str) -> list[str]:
+    """Providers a statement uses: those of its `p.s.r` tables, and the target of SHOW … IN p[.s[.r]]."""
+    names = [fqn.split(".", 1)[0] for fqn in sql_text.referenced_resources(statement)]
+    m = _SHOW_IN.match(sql_text.strip_comments(statement))
+    if m:
+        names.append(m.group(1))
+    return list(dict.fromkeys(n.lower() for n in names))
+
+
+def _refuse_auto_install(statement: str, actor: Identity, catalog: catalog_service.Catalog | None) -> None:
+    """Read-only users may not install a provider by querying it (stackql pulls a missing registry provider
+    on first use, for everyone): the same rule as REGISTRY PULL. Nothing is refused when the registry
+    cannot be listed (then stackql could not install it either)."""
+    names = referenced_providers(statement)
+    if not names:
+        return
+    cat = catalog or catalog_service.get_catalog()
+    try:
+        missing = [n for n in names if not cat.is_installed(n)]
+        if not missing:
+            return
+        in_registry = {e.provider for e in cat.registry_list()}
+    except UserFacingError:
+        return  # stackql reports the real problem when the statement runs
+    for name in missing:
+        if name in in_registry:
+            identity.require_editor(
+                actor, f"install the {name} provider: it is not installed yet, and a query on it would pull it "
+                f"from the registry for everyone. An editor can pull it (REGISTRY PULL {name}) first")
 
 
 # Formats the export endpoint serves (api.py): /api/ide/results/<id>/export.<fmt>.
