@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,27 @@ def test_one_column(replay_engine, tmp_path):
     rows, stream, error = stream_lines(replay_engine, tmp_path, [encode({"a": str(i)}) for i in range(MANY)],
                                        query="SELECT a FROM synthetic.bulk.items")
     assert error is None and stream.columns == ["a"] and rows == [(str(i),) for i in range(MANY)]
+
+
+SLOW = """#!/bin/sh
+case "$1" in
+  --version) printf 'stackql v0.10.0 linux (slow1)\\nBuildDate: 2026-01-01\\nhttps://stackql.io\\n' ;;
+  exec) cat "$REPLAY_JSONL"; sleep 60 </dev/null >/dev/null 2>&1; cat "$REPLAY_JSONL" ;;
+esac
+"""
+
+
+def test_a_row_cap_does_not_wait_for_output_beyond_it(tmp_path):
+    """stackql still paging (more output a minute away): the rows under the cap arrive without waiting for it."""
+    bin_dir = tmp_path / "slow-bin"
+    bin_dir.mkdir()
+    (bin_dir / "stackql").write_text(SLOW)
+    (bin_dir / "stackql").chmod(0o755)
+    path = tmp_path / "page.jsonl"
+    path.write_bytes(b"".join(encode(plain(i)) + b"\n" for i in range(50)))
+    engine = Engine(bin_dir, tmp_path / "approot")
+    started = time.monotonic()
+    with engine.stream(QUERY, {"REPLAY_JSONL": str(path)}, QueryLimits(row_limit=20, timeout_s=120)) as s:
+        rows = list(s.rows)
+    assert len(rows) == 20 and s.truncated
+    assert time.monotonic() - started < 30  # not the minute the next page takes

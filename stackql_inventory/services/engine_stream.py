@@ -213,7 +213,7 @@ class RowStream:
                 yield batch
             if error is not None:
                 raise error
-            for block, lines in self._blocks() if not self.truncated else ():
+            for block, lines in self._blocks(limit) if not self.truncated else ():
                 if limit is not None and count + lines > limit:
                     lines = limit - count
                     block = _first_lines(block, lines)
@@ -243,26 +243,33 @@ class RowStream:
         self.row_count = count
         self._finish()
 
-    def _blocks(self) -> Iterator[tuple[bytes, int]]:
-        """stackql's remaining output as (block of complete lines, how many); the last line may lack its newline."""
+    def _blocks(self, limit: int | None) -> Iterator[tuple[bytes, int]]:
+        """stackql's remaining output as (block of complete lines, how many); the last line may lack its newline.
+
+        A block is about `_BLOCK_BYTES`; under a row limit it ends as soon as it holds one line more
+        than the limit still allows (enough to know the result is cut), without waiting for more output.
+        """
         stdout = self._proc.stdout if self._proc else None
         if stdout is None:
             return
-        carry: list[bytes] = []
-        while True:
-            data = stdout.read(_BLOCK_BYTES)
-            if not data:
-                break
-            cut = data.rfind(b"\n") + 1
-            if not cut:
-                carry.append(data)  # a line longer than a block
-                continue
-            block = b"".join([*carry, data[:cut]]) if carry else data[:cut]
-            carry = [data[cut:]] if cut < len(data) else []
-            yield block, block.count(b"\n")
-        rest = b"".join(carry)
-        if rest:
-            yield rest, rest.count(b"\n") + 1
+        carry = b""
+        eof = False
+        while not eof:
+            pieces, size, seen = [carry], len(carry), carry.count(b"\n")
+            want = None if limit is None else limit - self.row_count + 1
+            while (size < _BLOCK_BYTES or not seen) and (want is None or seen < want):
+                data = stdout.read1(max(_BLOCK_BYTES - size, 1 << 16))
+                if not data:
+                    eof = True
+                    break
+                pieces.append(data)
+                size += len(data)
+                seen += data.count(b"\n")
+            data = b"".join(pieces)
+            cut = len(data) if eof else data.rfind(b"\n") + 1
+            block, carry = data[:cut], data[cut:]
+            if block:
+                yield block, seen + (not block.endswith(b"\n"))
 
     def _parse_lines(self, raw: list[bytes]) -> tuple[list[Row], UserFacingError | None]:
         """Up to `_STREAM_BATCH` lines → (rows, None), or the rows before the first line at fault and its error."""
